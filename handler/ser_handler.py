@@ -1,0 +1,117 @@
+"""TorchServe adapter: read the request, call the ser_serve core, map errors.
+
+Each request of a TorchServe batch is decoded and validated on its own; an
+invalid one gets its own status and JSON error body (through
+``context.set_response_status(code, phrase, idx)``) while the valid ones are
+batched and answered with 200. ``handle()`` raises only for failures of the
+whole worker, never because of one request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import torch
+
+from ser_serve.audio import AudioLimits
+from ser_serve.classifier import EmotionClassifier
+from ser_serve.errors import SerError, UnsupportedMediaType, error_response
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_SUBDIR = "checkpoint"
+JSON = "application/json"
+# Keys under which TorchServe hands over a body: "data"/"body" for a raw body,
+# the form field name for multipart uploads ("file" by convention).
+BODY_KEYS = ("data", "body", "file", "audio")
+
+
+def request_payload(request: dict) -> bytes:
+    """The uploaded audio bytes of one TorchServe request, or a typed error."""
+    for key in BODY_KEYS:
+        if request.get(key) is not None:
+            value = request[key]
+            break
+    else:
+        value = next((v for v in request.values() if isinstance(v, (bytes, bytearray))), None)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    # TorchServe turns text/* and application/json bodies into str/dict before we see them.
+    raise UnsupportedMediaType(
+        "Send the audio file itself as the request body (e.g. curl -T clip.wav) or as a "
+        "multipart form field named 'file' (curl -F file=@clip.wav), not text or JSON."
+    )
+
+
+class SERHandler:
+    """Speech emotion recognition handler for TorchServe."""
+
+    def __init__(self):
+        self.classifier: EmotionClassifier | None = None
+        self.initialized = False
+
+    def initialize(self, context) -> None:
+        properties = context.system_properties
+        model_dir = properties.get("model_dir")
+        settings = (getattr(context, "model_yaml_config", None) or {}).get("ser", {}) or {}
+        threads = settings.get("torch_threads")
+        if threads:
+            torch.set_num_threads(int(threads))
+        device = "cpu"
+        if torch.cuda.is_available() and properties.get("gpu_id") is not None:
+            device = f"cuda:{properties['gpu_id']}"
+        limits = AudioLimits.from_mapping(settings.get("limits"))
+        self.classifier = EmotionClassifier.from_pretrained(
+            os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=limits
+        )
+        logger.info(
+            "ser handler ready: labels=%s device=%s threads=%d limits=%s",
+            self.classifier.labels, device, torch.get_num_threads(), limits,
+        )
+        self.initialized = True
+
+    def handle(self, data: list[dict], context) -> list[str]:
+        responses: list[str | None] = [None] * len(data)
+        prepared, prepared_indices = [], []
+        for idx, request in enumerate(data):
+            try:
+                prepared.append(self.classifier.prepare(request_payload(request)))
+                prepared_indices.append(idx)
+            except Exception as exc:  # one bad upload must not fail its neighbours
+                responses[idx] = self._error(context, idx, exc)
+        if prepared:
+            try:
+                results = self.classifier.predict_features(prepared)
+            except Exception as exc:
+                logger.exception("inference failed for a batch of %d", len(prepared))
+                results = [exc] * len(prepared)
+            for idx, result in zip(prepared_indices, results):
+                if isinstance(result, Exception):
+                    responses[idx] = self._error(context, idx, result)
+                else:
+                    context.set_response_content_type(idx, JSON)
+                    responses[idx] = json.dumps(result)
+        return responses
+
+    @staticmethod
+    def _error(context, idx: int, exc: Exception) -> str:
+        status, phrase, body = error_response(exc)
+        if status >= 500:
+            logger.error("request %d failed: %r", idx, exc)
+        context.set_response_status(status, phrase, idx)
+        context.set_response_content_type(idx, JSON)
+        return json.dumps(body)
+
+
+_service = SERHandler()
+
+
+def handle(data, context):
+    """Module-level entry point TorchServe calls for initialisation and inference."""
+    if not _service.initialized:
+        _service.initialize(context)
+    if data is None:
+        return None
+    return _service.handle(data, context)

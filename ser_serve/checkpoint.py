@@ -1,0 +1,129 @@
+"""Checkpoint directories: validation, and the locally made presets.
+
+A servable checkpoint is a Hugging Face directory with ``config.json`` (a
+``Wav2Vec2ForSequenceClassification`` with ``id2label``), weights
+(``model.safetensors`` or ``pytorch_model.bin``) and
+``preprocessor_config.json``. Nothing is ever downloaded: presets are built
+from a config with random initialisation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import InvalidCheckpoint
+
+ARCHITECTURE = "Wav2Vec2ForSequenceClassification"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+CHECKPOINT_FILES = ("config.json", "preprocessor_config.json")
+
+# The label set of CREMA-D-style emotion models (RAVDESS adds calm and surprise).
+DEFAULT_LABELS = ("angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+PRESETS = {
+    # Two transformer layers of width 32: loads in milliseconds, for unit tests.
+    # feat_extract_norm="group" keeps the base model's time-normalised first
+    # conv layer, the part that makes padding change answers.
+    "tiny": dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        conv_dim=(32, 32, 32),
+        conv_stride=(5, 4, 4),
+        conv_kernel=(10, 4, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        classifier_proj_size=16,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+        # With the default 0.02 an untrained model answers 0.125 for every
+        # label, and tests comparing two paths would compare constants; 0.2
+        # spreads the scores so that a wrong input changes the answer.
+        initializer_range=0.2,
+    ),
+    # wav2vec2-base(-960h): 12 layers, hidden 768, 12 heads, 7 conv layers with
+    # group norm, classifier projection 256. These are transformers' defaults,
+    # spelled out so a change of defaults cannot silently change the benchmark.
+    "base": dict(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        conv_dim=(512,) * 7,
+        conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        num_conv_pos_embeddings=128,
+        num_conv_pos_embedding_groups=16,
+        classifier_proj_size=256,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+    ),
+}
+
+
+def validate_checkpoint(path: str | Path) -> dict:
+    """Check that ``path`` is a servable checkpoint and return its parsed config.
+
+    Raises :class:`InvalidCheckpoint` naming everything that is missing or wrong.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InvalidCheckpoint(f"{path} is not a directory; pass a Hugging Face checkpoint directory.")
+    problems = [f"{name} is missing" for name in CHECKPOINT_FILES if not (path / name).is_file()]
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        problems.append(f"weights are missing (expected one of {', '.join(WEIGHT_FILES)})")
+    config: dict = {}
+    if (path / "config.json").is_file():
+        try:
+            config = json.loads((path / "config.json").read_text())
+        except json.JSONDecodeError as exc:
+            problems.append(f"config.json is not valid JSON ({exc})")
+    if config:
+        architectures = config.get("architectures") or []
+        if ARCHITECTURE not in architectures:
+            problems.append(
+                f"config.json architectures is {architectures or 'not set'}; expected {ARCHITECTURE}"
+            )
+        id2label = config.get("id2label")
+        if not id2label:
+            problems.append("config.json has no id2label, so the labels are unknown")
+        elif sorted(int(i) for i in id2label) != list(range(len(id2label))):
+            problems.append("config.json id2label ids are not 0..N-1")
+    if problems:
+        raise InvalidCheckpoint(f"{path} is not a servable checkpoint: " + "; ".join(problems) + ".")
+    return config
+
+
+def make_preset_checkpoint(preset: str, out_dir: str | Path, labels=DEFAULT_LABELS, seed: int = 0) -> Path:
+    """Write a random-init checkpoint of ``preset`` ("tiny" or "base") to ``out_dir``.
+
+    Deterministic for a given seed. The result is untrained: its answers are
+    meaningless, but its shapes and numerics are those of the real thing.
+    """
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    out_dir = Path(out_dir)
+    config = Wav2Vec2Config(
+        **PRESETS[preset],
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        architectures=[ARCHITECTURE],
+    )
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForSequenceClassification(config).eval()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    # wav2vec2-base's preprocessing: per-utterance zero-mean unit-variance, no attention mask.
+    Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=16_000,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=False,
+    ).save_pretrained(out_dir)
+    return out_dir

@@ -1,0 +1,65 @@
+"""The in-process Python API over the same core the server uses."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from .audio import TARGET_SAMPLE_RATE, AudioLimits, load_waveform, to_mono_16k
+from .model import EmotionModel
+from .postprocess import to_response
+
+AudioSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
+
+
+class EmotionClassifier:
+    """Speech emotion recognition from a local checkpoint.
+
+    >>> clf = EmotionClassifier.from_pretrained("models/demo")    # doctest: +SKIP
+    >>> clf.predict("clip.mp3")["dominant"]                        # doctest: +SKIP
+    {'label': 'happy', 'score': 0.81}
+    """
+
+    def __init__(self, model: EmotionModel, limits: AudioLimits = AudioLimits()):
+        self.model = model
+        self.limits = limits
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | None = None, limits: AudioLimits = AudioLimits()):
+        """Load a checkpoint directory (config.json, weights, preprocessor_config.json)."""
+        return cls(EmotionModel(path, device=device), limits)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.model.labels
+
+    def prepare(self, source: AudioSource, sample_rate: int | None = None) -> np.ndarray:
+        """Decode/validate one input and return normalised model features.
+
+        ``source`` is a file path, encoded bytes, or a float array of samples
+        ((frames,) or (frames, channels)) at ``sample_rate`` (default 16 kHz).
+        Raises a :class:`ser_serve.errors.SerError` subclass for bad input.
+        """
+        if isinstance(source, np.ndarray):
+            samples = source if source.ndim == 2 else source[:, None]
+            waveform = to_mono_16k(samples.astype(np.float32), sample_rate or TARGET_SAMPLE_RATE)
+        else:
+            data = Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else bytes(source)
+            waveform = load_waveform(data, self.limits)
+        return self.model.features(waveform)
+
+    def predict_features(self, features: Sequence[np.ndarray]) -> list[dict]:
+        """Responses for already prepared inputs, batched exactly."""
+        probabilities = self.model.predict_proba(features)
+        return [to_response(row, self.model.id2label) for row in probabilities]
+
+    def predict(self, source: AudioSource, sample_rate: int | None = None) -> dict:
+        """``{"results": [...], "dominant": {...}}`` for one clip."""
+        return self.predict_features([self.prepare(source, sample_rate)])[0]
+
+    def predict_batch(self, sources: Sequence[AudioSource]) -> list[dict]:
+        """Responses for many clips in one exact batch; a bad input raises."""
+        return self.predict_features([self.prepare(source) for source in sources])

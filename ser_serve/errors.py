@@ -1,0 +1,79 @@
+"""One table from typed errors to HTTP statuses and JSON bodies.
+
+Every failure a client can cause or meet is one of the exceptions below. The
+handler, the CLI and the Python API all use :func:`error_response`, so a
+client sees the same code and sentence whichever way it calls us.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+
+class SerError(Exception):
+    """Base class: a failure with an HTTP status and a stable machine-readable code."""
+
+    status: int = HTTPStatus.INTERNAL_SERVER_ERROR
+    code: str = "internal_error"
+
+
+class EmptyInput(SerError):
+    status = HTTPStatus.BAD_REQUEST
+    code = "empty_input"
+
+
+class UndecodableAudio(SerError):
+    status = HTTPStatus.BAD_REQUEST
+    code = "undecodable_audio"
+
+
+class InvalidAudio(SerError):
+    """The file decodes but its content cannot be classified (NaN, Inf, bad header values)."""
+
+    status = HTTPStatus.BAD_REQUEST
+    code = "invalid_audio"
+
+
+class PayloadTooLarge(SerError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
+
+
+class AudioTooLong(SerError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "audio_too_long"
+
+
+class UnsupportedMediaType(SerError):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+
+
+class Overloaded(SerError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "overloaded"
+
+
+class OutOfMemory(SerError):
+    status = HTTPStatus.INSUFFICIENT_STORAGE
+    code = "out_of_memory"
+
+
+class InvalidCheckpoint(SerError):
+    """A model directory that cannot be served; raised at build or load time, not per request."""
+
+    code = "invalid_checkpoint"
+
+
+def error_response(exc: BaseException) -> tuple[int, str, dict]:
+    """Map any exception to ``(status, reason phrase, JSON body)``.
+
+    Unknown exceptions become a 500 whose message does not leak internals.
+    """
+    if isinstance(exc, SerError):
+        status, code, message = int(exc.status), exc.code, str(exc)
+    else:
+        status, code = 500, "internal_error"
+        message = "The server failed to process this request; see the server log."
+    phrase = HTTPStatus(status).phrase
+    return status, phrase, {"error": {"code": code, "message": message}}
