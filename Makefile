@@ -1,0 +1,42 @@
+# ser-serve: `make serve` serves the default model, `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MODEL_DIR ?= models/tiny
+
+.PHONY: setup java serve test test-unit test-integration archive checkpoint clean
+
+setup: $(VENV)/.installed java
+
+# Re-install whenever the pinned dependencies change.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[serve,test]'
+	touch $@
+
+java:
+	@bash scripts/ensure_java.sh
+
+models/tiny: | $(VENV)/.installed
+	$(PY) -m ser_serve.cli checkpoint --preset tiny --out $@
+
+checkpoint: models/tiny
+
+archive: setup models/tiny
+	$(PY) -m ser_serve.cli archive --model-dir $(MODEL_DIR)
+
+serve: setup
+	$(PY) -m ser_serve.cli serve --model-dir $(MODEL_DIR)
+
+test: setup
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest -m "not integration"
+
+test-integration: setup
+	$(PY) -m pytest -m integration
+
+clean:
+	rm -rf .serve build model_store/*.mar .pytest_cache

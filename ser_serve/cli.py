@@ -1,0 +1,167 @@
+"""The ``ser-serve`` command: make checkpoints, build archives, serve, predict."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_DIR / "config.properties"
+DEFAULT_WORKDIR = REPO_DIR / ".serve"
+DEFAULT_MODEL_DIR = REPO_DIR / "models" / "tiny"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ser-serve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("checkpoint", help="write a random-init preset checkpoint (no download)")
+    p.add_argument("--preset", choices=["tiny", "base"], default="tiny")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_checkpoint)
+
+    p = commands.add_parser("archive", help="build a .mar from a checkpoint directory")
+    p.add_argument("--model-dir", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=REPO_DIR / "model_store")
+    p.add_argument("--name", default="ser")
+    p.add_argument("--model-config", type=Path, default=None, help="model-config.yaml (default: ser_serve/defaults)")
+    p.set_defaults(run=_archive)
+
+    p = commands.add_parser("serve", help="build the archive and run TorchServe in the foreground")
+    p.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    p.add_argument("--model-config", type=Path, default=None)
+    p.set_defaults(run=_serve)
+
+    p = commands.add_parser("predict", help="classify clips in-process (--model-dir) or via a server (--url)")
+    p.add_argument("clips", nargs="+", type=Path)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--model-dir", type=Path)
+    where.add_argument("--url", help="inference address, e.g. http://127.0.0.1:8080")
+    p.add_argument("--model", default="ser", help="model name on the server")
+    p.add_argument("--token", help="inference token (default: read from --key-file)")
+    p.add_argument("--key-file", type=Path, default=DEFAULT_WORKDIR / "key_file.json")
+    p.set_defaults(run=_predict)
+
+    p = commands.add_parser("sample", help="write a short synthetic clip to try the server with")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(run=_sample)
+
+    args = parser.parse_args(argv)
+    return args.run(args) or 0
+
+
+def _checkpoint(args) -> None:
+    from .checkpoint import make_preset_checkpoint
+
+    make_preset_checkpoint(args.preset, args.out, seed=args.seed)
+    print(f"wrote untrained {args.preset} checkpoint to {args.out}")
+
+
+def _archive(args) -> int:
+    from .archive import DEFAULT_MODEL_CONFIG, build_archive
+    from .errors import InvalidCheckpoint
+
+    try:
+        path = build_archive(args.model_dir, args.out, args.name, args.model_config or DEFAULT_MODEL_CONFIG)
+    except (InvalidCheckpoint, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def sample_clip(seconds: float = 2.0, sample_rate: int = 16_000):
+    """A vowel-like synthetic clip: a gliding harmonic tone with a loudness envelope."""
+    import numpy as np
+
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    pitch = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = np.sin(np.pi * t / seconds) ** 0.5
+    return (0.25 * voice * envelope / np.abs(voice).max()).astype(np.float32)
+
+
+def _sample(args) -> None:
+    from .encode import encode
+
+    fmt = args.out.suffix.lstrip(".").lower() or "wav"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(encode(sample_clip(), 16_000, fmt))
+    print(f"wrote {args.out}")
+
+
+def _predict(args) -> int:
+    status = 0
+    if args.url:
+        import requests
+
+        token = args.token or json.loads(args.key_file.read_text())["inference"]["key"]
+        for clip in args.clips:
+            answer = requests.put(f"{args.url.rstrip('/')}/predictions/{args.model}", data=clip.read_bytes(),
+                                  headers={"Authorization": f"Bearer {token}"}, timeout=120)
+            print(json.dumps({"clip": str(clip), "status": answer.status_code, **answer.json()}))
+            status = status or (0 if answer.ok else 1)
+        return status
+    from . import EmotionClassifier
+    from .errors import SerError, error_response
+
+    classifier = EmotionClassifier.from_pretrained(args.model_dir or DEFAULT_MODEL_DIR)
+    for clip in args.clips:
+        try:
+            print(json.dumps({"clip": str(clip), **classifier.predict(clip)}))
+        except SerError as exc:
+            print(json.dumps({"clip": str(clip), **error_response(exc)[2]}))
+            status = 1
+    return status
+
+
+def _serve(args) -> int:
+    from .archive import DEFAULT_MODEL_CONFIG, build_archive
+    from .checkpoint import validate_checkpoint, make_preset_checkpoint
+    from .errors import InvalidCheckpoint
+    from .server import TorchServe
+
+    model_dir = args.model_dir.resolve()
+    is_default = model_dir == DEFAULT_MODEL_DIR
+    if is_default and not model_dir.exists():
+        make_preset_checkpoint("tiny", model_dir)
+    try:
+        validate_checkpoint(model_dir)
+    except InvalidCheckpoint as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if is_default:
+        print("NOTE: serving the built-in 'tiny' checkpoint. It is UNTRAINED (random weights):\n"
+              "      its answers are meaningless. Serve your own with MODEL_DIR=/path/to/checkpoint.")
+    store = args.workdir / "model_store"
+    archive = build_archive(model_dir, store, "ser", args.model_config or DEFAULT_MODEL_CONFIG)
+    print(f"built {archive}")
+    server = TorchServe(args.config, store, args.workdir)
+    sample = args.workdir / "sample.wav"
+    _sample(argparse.Namespace(out=sample))
+    server.start()
+    try:
+        print(f"starting TorchServe (log: {server.log_file}) ...", flush=True)
+        server.wait_ready()
+        token = server.token("inference")
+        print(f"\nTorchServe is serving model 'ser' at {server.inference_url} (gRPC {server.grpc_inference_target}).")
+        print(f"Inference token: {token}   (management token and key file: {args.workdir / 'key_file.json'})")
+        print("Try it:\n")
+        print(f'  curl -H "Authorization: Bearer {token}" -T {sample} {server.inference_url}/predictions/ser\n')
+        print("Press Ctrl-C to stop.", flush=True)
+        return server.process.wait()
+    except KeyboardInterrupt:
+        print("\nstopping TorchServe ...")
+        return 0
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
