@@ -81,6 +81,7 @@ class SERHandler:
                 prepared_indices.append(idx)
             except Exception as exc:  # one bad upload must not fail its neighbours
                 responses[idx] = self._error(context, idx, exc)
+        logger.info("batch of %d: %d valid", len(data), len(prepared))
         if prepared:
             try:
                 results = self.classifier.predict_features(prepared)

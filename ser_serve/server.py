@@ -199,7 +199,7 @@ class TorchServe:
             pass
 
     def __enter__(self) -> "TorchServe":
-        return self.start()
+        return self if self.process is not None else self.start()
 
     def __exit__(self, *exc_info) -> None:
         self.stop()

@@ -1,0 +1,90 @@
+"""The TorchServe handler, driven in-process through TorchServe's own Context class."""
+
+import json
+
+import pytest
+from ts.context import Context, RequestProcessor
+
+import ser_handler
+from helpers import voice
+from ser_serve.encode import encode
+
+
+def make_context(mar_dir, batch_size=8, model_yaml_config=None):
+    context = Context("ser", str(mar_dir), {"model": {"handler": "ser_handler.py"}}, batch_size, None, "0.12.0",
+                      model_yaml_config=model_yaml_config or {"ser": {"limits": {"max_seconds": 10}}})
+    return context
+
+
+def set_batch(context, size):
+    context.request_processor = [RequestProcessor({}) for _ in range(size)]
+
+
+@pytest.fixture(scope="module")
+def mar_dir(tiny_checkpoint, tmp_path_factory):
+    """What TorchServe extracts from the archive: here only the checkpoint/ part matters."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("mar")
+    shutil.copytree(tiny_checkpoint, root / "checkpoint")
+    return root
+
+
+@pytest.fixture(scope="module")
+def handler(mar_dir):
+    service = ser_handler.SERHandler()
+    service.initialize(make_context(mar_dir))
+    return service
+
+
+def test_bad_items_get_their_own_status_and_neighbours_succeed(handler, mar_dir, classifier):
+    good_wav = encode(voice(1.0, 16_000, seed=1), 16_000, "wav")
+    good_mp3 = encode(voice(2.0, 44_100, 2, seed=2), 44_100, "mp3")
+    batch = [
+        {"data": good_wav},
+        {"body": bytearray(b"definitely not audio")},
+        {"file": good_mp3},                              # multipart field
+        {"body": b""},
+        {"body": {"json": "object"}},                     # TorchServe decodes application/json bodies
+        {"data": encode(voice(12.0, 8_000), 8_000, "flac")},  # over the 10 s limit configured above
+    ]
+    context = make_context(mar_dir)
+    set_batch(context, len(batch))
+    responses = handler.handle(batch, context)
+    statuses = [context.get_response_status(i)[0] for i in range(len(batch))]
+    bodies = [json.loads(r) for r in responses]
+
+    assert statuses == [200, 415, 200, 400, 415, 413]
+    assert [b.get("error", {}).get("code") for b in bodies] == [
+        None, "unsupported_media_type", None, "empty_input", "unsupported_media_type", "audio_too_long"]
+    assert bodies[0] == classifier.predict(good_wav)
+    assert bodies[2] == classifier.predict(good_mp3)
+    assert all(context.get_response_content_type(i) == "application/json" for i in range(len(batch)))
+
+
+def test_module_entry_point_initialises_once_and_answers(mar_dir, monkeypatch):
+    monkeypatch.setattr(ser_handler, "_service", ser_handler.SERHandler())
+    context = make_context(mar_dir)
+    assert ser_handler.handle(None, context) is None  # TorchServe's initialisation call
+    set_batch(context, 1)
+    (answer,) = ser_handler.handle([{"data": encode(voice(0.5), 16_000, "ogg")}], context)
+    body = json.loads(answer)
+    assert len(body["results"]) == 8
+    assert sum(r["score"] for r in body["results"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_inference_failure_answers_every_valid_item_with_json_error(handler, mar_dir, monkeypatch):
+    def broken(features):
+        raise RuntimeError("simulated kernel failure")
+
+    monkeypatch.setattr(handler.classifier, "predict_features", broken)
+    context = make_context(mar_dir)
+    set_batch(context, 2)
+    responses = handler.handle([{"data": encode(voice(0.5), 16_000, "wav")}, {"data": b"junk"}], context)
+    assert [context.get_response_status(i)[0] for i in range(2)] == [500, 415]
+    assert json.loads(responses[0])["error"]["code"] == "internal_error"
+
+
+def test_unknown_limit_in_model_config_fails_initialisation(mar_dir):
+    with pytest.raises(ValueError, match="max_secs"):
+        ser_handler.SERHandler().initialize(make_context(mar_dir, model_yaml_config={"ser": {"limits": {"max_secs": 1}}}))
