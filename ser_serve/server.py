@@ -120,6 +120,8 @@ class TorchServe:
         Output goes to ``log_file`` unless ``stream_output``: the Java
         frontend keeps its parent's stdout open, so a pipe would never close.
         """
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError("this TorchServe is already running; stop() it first")
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "key_file.json").unlink(missing_ok=True)
         output = None if stream_output else open(self.log_file, "ab")
