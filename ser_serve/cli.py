@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--model-dir", type=Path)
     where.add_argument("--url", help="inference address, e.g. http://127.0.0.1:8080")
     p.add_argument("--model", default="ser", help="model name on the server")
-    p.add_argument("--token", help="inference token (default: read from --key-file)")
+    p.add_argument("--token", help="inference token; write --token=VALUE, tokens may start with '-' (default: from --key-file)")
     p.add_argument("--key-file", type=Path, default=DEFAULT_WORKDIR / "key_file.json")
     p.set_defaults(run=_predict)
 

@@ -181,24 +181,40 @@ class TorchServe:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Terminate the whole process group (frontend and workers), escalating to SIGKILL."""
-        if self.process is None or self.process.poll() is not None:
+        """Terminate the whole process group (frontend and workers), escalating to SIGKILL.
+
+        Returns once no process of the group is left running.
+        """
+        if self.process is None:
             return
+        group = self.process.pid  # start_new_session made the child a group leader
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
             try:
-                os.killpg(self.process.pid, sig)
+                os.killpg(group, sig)
             except ProcessLookupError:
                 break
-            try:
-                self.process.wait(wait)
+            deadline = time.monotonic() + wait
+            while self.running_processes() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not self.running_processes():
                 break
-            except subprocess.TimeoutExpired:
+        self.process.wait()
+
+    def running_processes(self) -> list:
+        """psutil.Process objects of this server's group still running: frontend and workers."""
+        import psutil  # comes with torchserve
+
+        if self.process is None:
+            return []
+        self.process.poll()  # reap our direct child if it has exited
+        members = []
+        for process in psutil.process_iter(["status"]):
+            try:
+                if os.getpgid(process.pid) == self.process.pid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                    members.append(process)
+            except (ProcessLookupError, psutil.Error):
                 continue
-        # Workers are in the same group; make sure none outlives the frontend.
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        return members
 
     def __enter__(self) -> "TorchServe":
         return self if self.process is not None else self.start()
