@@ -11,6 +11,7 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_DIR / "config.properties"
 DEFAULT_WORKDIR = REPO_DIR / ".serve"
 DEFAULT_MODEL_DIR = REPO_DIR / "models" / "tiny"
+DEFAULT_MODEL_STORE = REPO_DIR / "model_store"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("archive", help="build a .mar from a checkpoint directory")
     p.add_argument("--model-dir", type=Path, required=True)
-    p.add_argument("--out", type=Path, default=REPO_DIR / "model_store")
+    p.add_argument("--out", type=Path, default=DEFAULT_MODEL_STORE)
     p.add_argument("--name", default="ser")
     p.add_argument("--model-config", type=Path, default=None, help="model-config.yaml (default: ser_serve/defaults)")
     p.set_defaults(run=_archive)
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("serve", help="build the archive and run TorchServe in the foreground")
     p.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="key file, logs, sample clip")
+    p.add_argument("--model-store", type=Path, default=DEFAULT_MODEL_STORE)
     p.add_argument("--model-config", type=Path, default=None)
     p.set_defaults(run=_serve)
 
@@ -139,10 +141,9 @@ def _serve(args) -> int:
     if is_default:
         print("NOTE: serving the built-in 'tiny' checkpoint. It is UNTRAINED (random weights):\n"
               "      its answers are meaningless. Serve your own with MODEL_DIR=/path/to/checkpoint.")
-    store = args.workdir / "model_store"
-    archive = build_archive(model_dir, store, "ser", args.model_config or DEFAULT_MODEL_CONFIG)
+    archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG)
     print(f"built {archive}")
-    server = TorchServe(args.config, store, args.workdir)
+    server = TorchServe(args.config, args.model_store, args.workdir)
     sample = args.workdir / "sample.wav"
     _sample(argparse.Namespace(out=sample))
     server.start()

@@ -156,3 +156,38 @@ def _connections(process):
         return process.net_connections(kind="inet")
     except psutil.Error:
         return []
+
+
+def test_serve_command_prints_a_working_curl_line_and_stops_on_ctrl_c(tiny_checkpoint, tmp_path):
+    import re
+    import shlex
+    import signal
+    import subprocess
+    import sys
+
+    config = write_properties(with_free_ports(read_properties(DEFAULT_CONFIG)), tmp_path / "config.properties")
+    command = [sys.executable, "-m", "ser_serve.cli", "serve", "--model-dir", str(tiny_checkpoint),
+               "--config", str(config), "--workdir", str(tmp_path / "work"), "--model-store", str(tmp_path / "store")]
+    serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in serve.stdout:  # bounded: wait_ready() gives up after 180 s and the command exits
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        output = "".join(lines)
+        assert (tmp_path / "store" / "ser.mar").is_file()
+        curl = shlex.split(re.search(r"^\s*(curl .*)$", output, re.M).group(1))
+        token = curl[curl.index("-H") + 1].removeprefix("Authorization: Bearer ")
+        clip, url = curl[curl.index("-T") + 1], curl[-1]
+        answer = requests.put(url, data=open(clip, "rb").read(), headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert_schema(answer.json())
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=60) == 0
+        with pytest.raises(requests.ConnectionError):  # the server is gone with the command
+            requests.get(url.replace("/predictions/ser", "/ping"), timeout=5)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
