@@ -16,7 +16,9 @@ import os
 import torch
 
 from ser_serve.audio import AudioLimits
+from ser_serve.batching import BatchBudget
 from ser_serve.classifier import EmotionClassifier
+from ser_serve.samples import voice
 from ser_serve.errors import SerError, UnsupportedMediaType, error_response
 
 logger = logging.getLogger(__name__)
@@ -56,19 +58,25 @@ class SERHandler:
         properties = context.system_properties
         model_dir = properties.get("model_dir")
         settings = (getattr(context, "model_yaml_config", None) or {}).get("ser", {}) or {}
-        threads = settings.get("torch_threads")
-        if threads:
-            torch.set_num_threads(int(threads))
-        device = "cpu"
-        if torch.cuda.is_available() and properties.get("gpu_id") is not None:
-            device = f"cuda:{properties['gpu_id']}"
         limits = AudioLimits.from_mapping(settings.get("limits"))
+        budget = BatchBudget.from_mapping(settings.get("batching"))
+        on_gpu = torch.cuda.is_available() and properties.get("gpu_id") is not None
+        device = f"cuda:{properties['gpu_id']}" if on_gpu else "cpu"
+        if not on_gpu and settings.get("torch_threads"):
+            torch.set_num_threads(int(settings["torch_threads"]))
         self.classifier = EmotionClassifier.from_pretrained(
-            os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=limits
+            os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=limits, budget=budget
         )
+        gpu = settings.get("gpu") or {}
+        if on_gpu and gpu.get("fp16", False):
+            tolerance = float(gpu.get("fp16_tolerance", 1e-3))
+            clips = [voice(seconds, seed=seed) for seed, seconds in enumerate((1.3, 2.5, 4.0))]
+            difference = self.classifier.model.try_half_precision(tolerance, clips)
+            logger.info("fp16 max probability difference %.2e (tolerance %.0e): running in %s",
+                        difference, tolerance, self.classifier.model.dtype)
         logger.info(
-            "ser handler ready: labels=%s device=%s threads=%d limits=%s",
-            self.classifier.labels, device, torch.get_num_threads(), limits,
+            "ser handler ready: labels=%s device=%s dtype=%s threads=%d limits=%s batching=%s",
+            self.classifier.labels, device, self.classifier.model.dtype, torch.get_num_threads(), limits, budget,
         )
         self.initialized = True
 

@@ -9,6 +9,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from .audio import TARGET_SAMPLE_RATE, AudioLimits, load_waveform, to_mono_16k
+from .batching import BatchBudget
 from .model import EmotionModel
 from .postprocess import to_response
 
@@ -28,9 +29,21 @@ class EmotionClassifier:
         self.limits = limits
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | None = None, limits: AudioLimits = AudioLimits()):
-        """Load a checkpoint directory (config.json, weights, preprocessor_config.json)."""
-        return cls(EmotionModel(path, device=device), limits)
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str | None = None,
+        limits: AudioLimits = AudioLimits(),
+        budget: BatchBudget = BatchBudget(),
+        dtype=None,
+    ):
+        """Load a checkpoint directory (config.json, weights, preprocessor_config.json).
+
+        ``device`` defaults to CUDA when available; ``dtype`` to float32.
+        """
+        import torch
+
+        return cls(EmotionModel(path, device=device, budget=budget, dtype=dtype or torch.float32), limits)
 
     @property
     def labels(self) -> list[str]:

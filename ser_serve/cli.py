@@ -77,24 +77,13 @@ def _archive(args) -> int:
     return 0
 
 
-def sample_clip(seconds: float = 2.0, sample_rate: int = 16_000):
-    """A vowel-like synthetic clip: a gliding harmonic tone with a loudness envelope."""
-    import numpy as np
-
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    pitch = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(pitch) / sample_rate
-    voice = sum(np.sin(k * phase) / k for k in range(1, 8))
-    envelope = np.sin(np.pi * t / seconds) ** 0.5
-    return (0.25 * voice * envelope / np.abs(voice).max()).astype(np.float32)
-
-
 def _sample(args) -> None:
     from .encode import encode
+    from .samples import voice
 
     fmt = args.out.suffix.lstrip(".").lower() or "wav"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(encode(sample_clip(), 16_000, fmt))
+    args.out.write_bytes(encode(voice(2.0, 16_000, seed=1), 16_000, fmt))
     print(f"wrote {args.out}")
 
 

@@ -1,0 +1,54 @@
+"""Length-aware grouping of clips into forward passes.
+
+A TorchServe batch is a list of requests; it is not yet a good forward pass.
+Clips are sorted by length and cut into groups whose padded size
+(longest clip x clips) stays within a budget of audio samples, and whose
+longest clip is at most ``max_padding_ratio`` times the shortest, so padding
+waste stays bounded whatever mix of lengths arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class BatchBudget:
+    """Limits of one forward pass."""
+
+    # Padded samples per forward pass: 8 clips of 5 s at 16 kHz. Bounds the
+    # activation memory of one pass (it grows linearly in this number).
+    max_batch_samples: int = 8 * 5 * 16_000
+    # A group's longest clip may be at most this many times its shortest, so
+    # at most 1 - 1/1.25 = 20 % of a group's transformer work is padding.
+    max_padding_ratio: float = 1.25
+
+    @classmethod
+    def from_mapping(cls, values: dict | None) -> "BatchBudget":
+        values = dict(values or {})
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown batching setting(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**values)
+
+
+def plan_groups(lengths: Sequence[int], budget: BatchBudget = BatchBudget()) -> list[list[int]]:
+    """Indices of ``lengths`` grouped into forward passes, shortest clips first.
+
+    Every index appears in exactly one group. A clip longer than the whole
+    sample budget still gets a group of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for index in order:
+        if groups:
+            group = groups[-1]
+            shortest, longest = lengths[group[0]], lengths[index]  # sorted: index is the longest
+            fits_budget = longest * (len(group) + 1) <= budget.max_batch_samples
+            fits_ratio = longest <= budget.max_padding_ratio * max(shortest, 1)
+            if fits_budget and fits_ratio:
+                group.append(index)
+                continue
+        groups.append([index])
+    return groups
