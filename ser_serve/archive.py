@@ -43,9 +43,11 @@ def build_archive(
     model_name: str = "ser",
     model_config: str | Path = DEFAULT_MODEL_CONFIG,
     version: str = "1.0",
+    handler: str | Path = HANDLER_FILE,
 ) -> Path:
     """Validate ``checkpoint_dir`` and write ``<export_dir>/<model_name>.mar``; return its path.
 
+    ``handler`` is the TorchServe handler file (the benchmark packs baselines this way).
     An invalid checkpoint raises :class:`ser_serve.errors.InvalidCheckpoint`
     before anything is written.
     """
@@ -69,7 +71,7 @@ def build_archive(
         requirements.write_text(runtime_requirements())
         config = ModelArchiverConfig(
             model_name=model_name,
-            handler=str(HANDLER_FILE),
+            handler=str(handler),
             version=version,
             extra_files=str(staging),
             export_path=str(export_dir),

@@ -167,13 +167,14 @@ class TorchServe:
         raise TimeoutError(f"TorchServe was not ready within {timeout:.0f} s:\n{self.log_tail()}")
 
     def _model_ready(self, model: str) -> bool:
-        # An empty body reaches the handler, which answers 400: proof a worker is up.
+        """True once TorchServe reports at least one READY worker for ``model``."""
         try:
-            answer = requests.post(f"{self.inference_url}/predictions/{model}", data=b"",
-                                   headers=self.auth_headers(), timeout=5)
-        except requests.RequestException:
+            answer = requests.get(f"{self.management_url}/models/{model}",
+                                  headers=self.auth_headers("management"), timeout=5)
+            workers = answer.json()[0]["workers"] if answer.status_code == 200 else []
+        except (requests.RequestException, ValueError, LookupError):
             return False
-        return answer.status_code == 400 and "error" in answer.json()
+        return any(worker.get("status") == "READY" for worker in workers)
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_file.exists():
