@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MODEL_DIR ?= models/tiny
 
-.PHONY: setup java serve test test-unit test-integration archive checkpoint clean
+.PHONY: setup java serve test test-unit test-integration archive checkpoint bench bench-sweep clean
 
 setup: $(VENV)/.installed java
 
@@ -12,7 +12,7 @@ setup: $(VENV)/.installed java
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,test]'
+	$(PY) -m pip install --quiet -e '.[serve,bench,test]'
 	touch $@
 
 java:
@@ -37,6 +37,15 @@ test-unit: setup
 
 test-integration: setup
 	$(PY) -m pytest -m integration
+
+# Base-size model on CPU: model-only ceiling vs served stack vs naive baselines
+# (a few minutes; writes benchmarks/results/bench.{md,json,png}).
+bench: setup
+	$(PY) -m ser_serve.bench
+
+# The same plus alternative worker/thread/batch settings, as used to tune model-config.yaml.
+bench-sweep: setup
+	$(PY) -m ser_serve.bench --sweep
 
 clean:
 	rm -rf .serve build model_store/*.mar .pytest_cache

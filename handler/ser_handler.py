@@ -59,15 +59,15 @@ class SERHandler:
         model_dir = properties.get("model_dir")
         settings = (getattr(context, "model_yaml_config", None) or {}).get("ser", {}) or {}
         limits = AudioLimits.from_mapping(settings.get("limits"))
-        budget = BatchBudget.from_mapping(settings.get("batching"))
         on_gpu = torch.cuda.is_available() and properties.get("gpu_id") is not None
         device = f"cuda:{properties['gpu_id']}" if on_gpu else "cpu"
+        gpu = settings.get("gpu") or {}
+        budget = BatchBudget.from_mapping(gpu.get("batching") if on_gpu else settings.get("batching"))
         if not on_gpu and settings.get("torch_threads"):
             torch.set_num_threads(int(settings["torch_threads"]))
         self.classifier = EmotionClassifier.from_pretrained(
             os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=limits, budget=budget
         )
-        gpu = settings.get("gpu") or {}
         if on_gpu and gpu.get("fp16", False):
             tolerance = float(gpu.get("fp16_tolerance", 1e-3))
             clips = [voice(seconds, seed=seed) for seed, seconds in enumerate((1.3, 2.5, 4.0))]

@@ -45,6 +45,7 @@ def served_configurations(sweep: bool) -> dict[str, dict]:
             "ser_w2t1": dict(description="ours, 2 workers x 1 thread", overrides={"minWorkers": 2, "maxWorkers": 2},
                              ser={"torch_threads": 1}),
             "ser_b1": dict(description="ours, batchSize 1", overrides={"batchSize": 1, "maxBatchDelay": 0}),
+            "ser_d5": dict(description="ours, maxBatchDelay 5 ms", overrides={"maxBatchDelay": 5}),
             "ser_d50": dict(description="ours, maxBatchDelay 50 ms", overrides={"maxBatchDelay": 50}),
         })
     return configurations
@@ -96,7 +97,7 @@ def run(args) -> dict:
         log(f"making the base-size checkpoint (random init) in {checkpoint} ...")
         make_preset_checkpoint("base", checkpoint)
     mix = ClipMix(count=args.clips, seed=args.seed)
-    clips = load_or_make_clips(mix, REPO_DIR / "build" / "clips")
+    clips = load_or_make_clips(mix, args.cache_dir)
     audio = [c.seconds for c in clips]
     log(f"{len(clips)} clips, {sum(audio):.1f} s of audio, {min(audio):.2f}-{max(audio):.2f} s, mean {np.mean(audio):.2f} s")
     base_config = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
@@ -216,7 +217,7 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ser-serve-bench", description=__doc__)
     parser.add_argument("--out", default=str(REPO_DIR / "benchmarks" / "results"))
     parser.add_argument("--checkpoint", default=str(REPO_DIR / "build" / "checkpoints" / "base"))
@@ -225,8 +226,13 @@ def main(argv=None) -> int:
     parser.add_argument("--latency-requests", type=int, default=16, help="requests at concurrency 1")
     parser.add_argument("--stage-seconds", type=float, default=180, help="time limit of each load stage")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", default=str(REPO_DIR / "build" / "clips"), help="where generated clips are kept")
     parser.add_argument("--sweep", action="store_true", help="also measure alternative worker/batch settings")
-    run(parser.parse_args(argv))
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    run(parse_args(argv))
     return 0
 
 

@@ -3,12 +3,11 @@
 Why not simply pad a batch to its longest clip: wav2vec2-base normalises its
 first conv layer over time (GroupNorm) and takes no attention mask, so
 zero-padding changes every shorter clip's answer (by up to 0.04 in
-probability on the base architecture). Instead the batch is padded but the
-GroupNorm's statistics are taken over each clip's own frames, and the
-transformer runs with an attention mask. That is exact: convolutions read
-only real samples for real output frames, later layers work per frame, mask
-padded keys out of attention, or (the positional convolution) see the same
-zeros past a clip's end that they see when the clip is alone; pooling
+probability on the base architecture). Instead the conv feature encoder runs
+on each clip unpadded; its frames are then padded and the transformer runs
+with an attention mask. That is exact: every later layer works per frame,
+masks padded keys out of attention, or (the positional convolution) sees the
+same zeros past a clip's end that it sees when the clip is alone; pooling
 averages only real frames. See docs/batching.md.
 """
 
@@ -35,13 +34,18 @@ class EmotionModel:
         device: str | torch.device | None = None,
         budget: BatchBudget = BatchBudget(),
         dtype: torch.dtype = torch.float32,
-        conv_strategy: str | None = None,
     ):
         from transformers import AutoFeatureExtractor, Wav2Vec2ForSequenceClassification
 
         validate_checkpoint(checkpoint_dir)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if self.device.type == "cuda":
+            # TF32 convolutions (cuDNN's default) pick different kernels for
+            # different batch shapes and moved a clip's probabilities by
+            # 1.8e-5 between batched and alone on an H100: keep full fp32.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.dtype = dtype
         self.budget = budget
         self.feature_extractor = AutoFeatureExtractor.from_pretrained(self.checkpoint_dir)
@@ -58,14 +62,6 @@ class EmotionModel:
         # that changes the frame rate, a weighted sum of layers) fall back to
         # grouping clips of identical length, which is exact too, only slower.
         self.masked_batching = not (getattr(config, "add_adapter", False) or config.use_weighted_layer_sum)
-        # Two exact ways to run the conv encoder on clips of different lengths.
-        # "per_clip": each clip alone, no padding; fastest on CPU (measured
-        # 1.15x, benchmarks/README.md). "masked": one padded batch with masked
-        # GroupNorm statistics; on a GPU it avoids a kernel launch per clip
-        # and layer (measured 2.3x at batch 8 on an H100).
-        self.conv_strategy = conv_strategy or ("masked" if self.device.type == "cuda" else "per_clip")
-        if self.conv_strategy not in ("masked", "per_clip"):
-            raise ValueError(f"conv_strategy must be 'masked' or 'per_clip', not {self.conv_strategy!r}")
 
     @property
     def labels(self) -> list[str]:
@@ -121,16 +117,10 @@ class EmotionModel:
 
     def _masked_logits(self, clips: list[torch.Tensor]) -> torch.Tensor:
         wav2vec2, model = self.model.wav2vec2, self.model
-        # 1. Conv feature encoder, exact for each clip (see conv_strategy).
-        if self.conv_strategy == "per_clip":
-            per_clip = [wav2vec2.feature_extractor(c[None].to(self.device, self.dtype))[0].transpose(0, 1) for c in clips]
-            frame_lengths = torch.tensor([len(f) for f in per_clip], device=self.device)
-            frames = torch.nn.utils.rnn.pad_sequence(per_clip, batch_first=True)
-        else:
-            lengths = torch.tensor([len(c) for c in clips], device=self.device)
-            waveforms = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True).to(self.device, self.dtype)
-            frames, frame_lengths = masked_feature_encoder(wav2vec2.feature_extractor, waveforms, lengths, model.config)
-            frames = frames.transpose(1, 2)
+        # 1. Conv feature encoder on each clip alone: its GroupNorm sees only the clip.
+        per_clip = [wav2vec2.feature_extractor(c[None].to(self.device, self.dtype))[0].transpose(0, 1) for c in clips]
+        frame_lengths = torch.tensor([len(f) for f in per_clip], device=self.device)
+        frames = torch.nn.utils.rnn.pad_sequence(per_clip, batch_first=True)
         mask = torch.arange(frames.shape[1], device=self.device)[None, :] < frame_lengths[:, None]
         # 2. Transformer on padded frames; the encoder zeroes padded frames and masks them out of attention.
         hidden, _ = wav2vec2.feature_projection(frames)
@@ -140,37 +130,3 @@ class EmotionModel:
         pooled = hidden.sum(dim=1) / frame_lengths[:, None].to(hidden.dtype)
         return model.classifier(pooled)
 
-
-def masked_feature_encoder(encoder, waveforms: torch.Tensor, lengths: torch.Tensor, config):
-    """Run wav2vec2's conv feature encoder on a zero-padded batch as if each clip were alone.
-
-    A convolution's output frames that lie inside a clip read only that clip's
-    samples, so padding cannot reach them. The one place padding leaks in is
-    a GroupNorm layer (wav2vec2-base's first layer), whose statistics span
-    the whole time axis: here they are computed over each clip's valid frames
-    only. Returns the frames (batch, channels, time) and each clip's frame count.
-    """
-    hidden = waveforms[:, None]
-    for layer, kernel, stride in zip(encoder.conv_layers, config.conv_kernel, config.conv_stride):
-        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
-        norm = getattr(layer, "layer_norm", None)
-        if isinstance(norm, torch.nn.GroupNorm):
-            hidden = layer.activation(_masked_group_norm(layer.conv(hidden), lengths, norm))
-        else:  # no norm, or LayerNorm over channels: per frame, unaffected by padding
-            hidden = layer(hidden)
-    return hidden, lengths
-
-
-def _masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
-    """GroupNorm of (batch, channels, time) whose statistics ignore frames at or past ``lengths``."""
-    batch, channels, time = x.shape
-    groups = norm.num_groups
-    values = x.float().reshape(batch, groups, channels // groups, time)
-    valid = (torch.arange(time, device=x.device)[None, :] < lengths[:, None]).reshape(batch, 1, 1, time)
-    count = (lengths * (channels // groups)).reshape(batch, 1, 1, 1).to(values.dtype)
-    mean = (values * valid).sum(dim=(2, 3), keepdim=True) / count
-    variance = (((values - mean) * valid) ** 2).sum(dim=(2, 3), keepdim=True) / count
-    normalised = ((values - mean) * torch.rsqrt(variance + norm.eps)).reshape(batch, channels, time)
-    if norm.affine:
-        normalised = normalised * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
-    return normalised.to(x.dtype)

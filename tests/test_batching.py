@@ -47,13 +47,12 @@ def base_checkpoint(tmp_path_factory):
     return make_preset_checkpoint("base", tmp_path_factory.mktemp("base"))
 
 
-@pytest.fixture(scope="module", params=["per_clip", "masked"])
-def base_model(base_checkpoint, request):
+@pytest.fixture(scope="module")
+def base_model(base_checkpoint):
     from ser_serve.model import EmotionModel
 
     # A huge padding ratio puts very different lengths into one pass: the worst case for exactness.
-    return EmotionModel(base_checkpoint, device="cpu", conv_strategy=request.param,
-                        budget=BatchBudget(max_batch_samples=10**7, max_padding_ratio=100))
+    return EmotionModel(base_checkpoint, device="cpu", budget=BatchBudget(max_batch_samples=10**7, max_padding_ratio=100))
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
