@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MODEL_DIR ?= models/tiny
 
-.PHONY: setup java serve test test-unit test-integration archive checkpoint bench bench-sweep clean
+.PHONY: setup java serve test test-unit test-integration archive checkpoint bench bench-sweep loadtest grpc-stubs clean
 
 setup: $(VENV)/.installed java
 
@@ -12,7 +12,8 @@ setup: $(VENV)/.installed java
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,bench,test]'
+	$(PY) -m pip install --quiet -e '.[serve,bench,loadtest,test]'
+	$(PY) -c "from ser_serve.grpc_client import generate_stubs; generate_stubs()"
 	touch $@
 
 java:
@@ -37,6 +38,16 @@ test-unit: setup
 
 test-integration: setup
 	$(PY) -m pytest -m integration
+
+# Locust against a local server (started and stopped here) or your own:
+#   make loadtest LOADTEST_ARGS="--url http://host:8080 --grpc-target host:7070 --key-file key_file.json"
+LOADTEST_ARGS ?= --shape steady --users 4 --seconds 30
+loadtest: setup
+	$(PY) -m ser_serve.cli loadtest $(LOADTEST_ARGS)
+
+# gRPC stubs from the installed TorchServe's own inference.proto (also made on first use).
+grpc-stubs: setup
+	$(PY) -c "from ser_serve.grpc_client import generate_stubs; print(generate_stubs())"
 
 # Base-size model on CPU: model-only ceiling vs served stack vs naive baselines
 # (a few minutes; writes benchmarks/results/bench.{md,json,png}).

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 
 import torch
 
-from ser_serve.audio import AudioLimits
+from ser_serve.audio import TARGET_SAMPLE_RATE, AudioLimits
 from ser_serve.batching import BatchBudget
 from ser_serve.classifier import EmotionClassifier
 from ser_serve.samples import voice
@@ -47,11 +48,50 @@ def request_payload(request: dict) -> bytes:
     )
 
 
+class HandlerMetrics:
+    """Handler metrics in TorchServe's metric cache; the frontend exports them on its
+    Prometheus endpoint (config.properties: model_metrics_auto_detect). Counters, so
+    that rates and means can be derived: mean decode time = decode_ms / decoded."""
+
+    def __init__(self, context):
+        from ts.metrics.metric_type_enum import MetricTypes
+
+        cache = getattr(context, "metrics", None)
+        self.model = getattr(context, "model_name", "ser")
+        self.batch_size = int(context.system_properties.get("batch_size") or 1)
+        self.enabled = cache is not None
+        if not self.enabled:
+            return
+        counter, gauge = MetricTypes.COUNTER, MetricTypes.GAUGE
+        self.decode_ms = cache.add_metric_to_cache("SerDecodeMs", "ms", ["ModelName"], counter)
+        self.decoded = cache.add_metric_to_cache("SerDecodedRequests", "count", ["ModelName"], counter)
+        self.audio_seconds = cache.add_metric_to_cache("SerAudioSeconds", "s", ["ModelName"], counter)
+        self.rejected = cache.add_metric_to_cache("SerRejectedRequests", "count", ["ModelName", "Code"], counter)
+        self.batches = cache.add_metric_to_cache("SerBatches", "count", ["ModelName"], counter)
+        self.batch_fill = cache.add_metric_to_cache("SerBatchFill", "percent", ["ModelName"], gauge)
+
+    def record_decoded(self, milliseconds: float, seconds: float) -> None:
+        if self.enabled:
+            self.decode_ms.add_or_update(milliseconds, [self.model])
+            self.decoded.add_or_update(1, [self.model])
+            self.audio_seconds.add_or_update(seconds, [self.model])
+
+    def record_rejected(self, code: str) -> None:
+        if self.enabled:
+            self.rejected.add_or_update(1, [self.model, code])
+
+    def record_batch(self, requests: int) -> None:
+        if self.enabled:
+            self.batches.add_or_update(1, [self.model])
+            self.batch_fill.add_or_update(100.0 * requests / self.batch_size, [self.model])
+
+
 class SERHandler:
     """Speech emotion recognition handler for TorchServe."""
 
     def __init__(self):
         self.classifier: EmotionClassifier | None = None
+        self.metrics: HandlerMetrics | None = None
         self.initialized = False
 
     def initialize(self, context) -> None:
@@ -78,17 +118,23 @@ class SERHandler:
             "ser handler ready: labels=%s device=%s dtype=%s threads=%d limits=%s batching=%s",
             self.classifier.labels, device, self.classifier.model.dtype, torch.get_num_threads(), limits, budget,
         )
+        self.metrics = HandlerMetrics(context)
         self.initialized = True
 
     def handle(self, data: list[dict], context) -> list[str]:
         responses: list[str | None] = [None] * len(data)
         prepared, prepared_indices = [], []
+        self.metrics.record_batch(len(data))
         for idx, request in enumerate(data):
+            started = time.perf_counter()
             try:
-                prepared.append(self.classifier.prepare(request_payload(request)))
-                prepared_indices.append(idx)
+                features = self.classifier.prepare(request_payload(request))
             except Exception as exc:  # one bad upload must not fail its neighbours
                 responses[idx] = self._error(context, idx, exc)
+                continue
+            self.metrics.record_decoded((time.perf_counter() - started) * 1000, len(features) / TARGET_SAMPLE_RATE)
+            prepared.append(features)
+            prepared_indices.append(idx)
         logger.info("batch of %d: %d valid", len(data), len(prepared))
         if prepared:
             try:
@@ -104,9 +150,9 @@ class SERHandler:
                     responses[idx] = json.dumps(result)
         return responses
 
-    @staticmethod
-    def _error(context, idx: int, exc: Exception) -> str:
+    def _error(self, context, idx: int, exc: Exception) -> str:
         status, phrase, body = error_response(exc)
+        self.metrics.record_rejected(body["error"]["code"])
         if status >= 500:
             logger.error("request %d failed: %r", idx, exc)
         context.set_response_status(status, phrase, idx)

@@ -5,7 +5,10 @@ server when none is given, scrapes its metrics and writes the reports; or run
 locust directly against your deployment:
 
     locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8080 \
-        --token "$TOKEN" --grpc-target 127.0.0.1:7070 --shape steady --shape-users 4 --shape-seconds 60
+        --token "$TOKEN" --grpc-target 127.0.0.1:7070 --shape steady --shape-users 4 --shape-seconds 60 \
+        RestUser GrpcUser
+
+Name the user classes to run (RestUser, GrpcUser or both); users are shared among them.
 
 Every answer is checked against the response schema: a 200 whose body is
 not a valid prediction counts as a failure.
@@ -21,7 +24,6 @@ from pathlib import Path
 
 from locust import LoadTestShape, User, between, events, task
 from locust.contrib.fasthttp import FastHttpUser
-from locust.exception import StopUser
 
 from ser_serve.clipmix import ClipMix, load_or_make_clips
 from ser_serve.schema import schema_problems
@@ -36,7 +38,6 @@ def add_options(parser):
     group.add_argument("--token", default="", help="inference token (or --key-file)")
     group.add_argument("--key-file", default="", help="TorchServe key_file.json to read the inference token from")
     group.add_argument("--grpc-target", default="127.0.0.1:7070", help="host:port of the gRPC inference API")
-    group.add_argument("--protocol", choices=["rest", "grpc", "both"], default="rest")
     group.add_argument("--clip-count", type=int, default=48)
     group.add_argument("--clip-formats", default="wav=0.4,mp3=0.2,m4a=0.2,flac=0.1,ogg=0.1",
                        help="format=share,... (shares are normalised)")
@@ -79,17 +80,14 @@ def write_stats(environment, **_):
         Path(path).write_text(json.dumps({k: v for k, v in STATE.items() if k not in ("clips", "lock")}, indent=2))
 
 
-def record(environment, protocol: str, status, seconds: float) -> None:
-    """Count the answer; end the run once --max-requests answers have come back."""
+def record(protocol: str, status, seconds: float) -> None:
+    """Count the answer (the shape ends the run once --max-requests have come back)."""
     with STATE["lock"]:
         key = f"{protocol} {status}"
         STATE["statuses"][key] = STATE["statuses"].get(key, 0) + 1
         STATE["requests"] += 1
         if status == 200:
             STATE["audio_seconds"] += seconds
-        done = STATE["requests"] >= environment.parsed_options.max_requests
-    if done and environment.runner is not None:
-        environment.runner.quit()
 
 
 class ClipPicker:
@@ -113,8 +111,6 @@ class RestUser(FastHttpUser):
 
     def on_start(self):
         options = self.environment.parsed_options
-        if options.protocol == "grpc":
-            raise StopUser()
         self.picker = ClipPicker()
         self.headers = {"Authorization": f"Bearer {inference_token(options)}"}
 
@@ -124,7 +120,7 @@ class RestUser(FastHttpUser):
         path = f"/predictions/{self.environment.parsed_options.model}"
         with self.client.post(path, data=clip.data, headers=self.headers, name=f"REST {clip.format}",
                               catch_response=True) as response:
-            record(self.environment, "rest", response.status_code, clip.seconds)
+            record("rest", response.status_code, clip.seconds)
             if response.status_code != 200:
                 response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
                 return
@@ -143,8 +139,6 @@ class GrpcUser(User):
 
     def on_start(self):
         options = self.environment.parsed_options
-        if options.protocol == "rest":
-            raise StopUser()
         from ser_serve.grpc_client import GrpcClient
 
         self.picker = ClipPicker()
@@ -170,7 +164,7 @@ class GrpcUser(User):
                 exception = AssertionError("; ".join(problems))
         except grpc.RpcError as error:
             status, exception = error.code().name, error
-        record(self.environment, "grpc", status, clip.seconds)
+        record("grpc", status, clip.seconds)
         self.environment.events.request.fire(
             request_type="gRPC", name=f"gRPC {clip.format}", response_time=(time.perf_counter() - started) * 1000,
             response_length=length, exception=exception, context={},
@@ -178,14 +172,15 @@ class GrpcUser(User):
 
 
 class ConfiguredShape(LoadTestShape):
-    """steady: N users for the duration. step: add N users every --step-seconds until the p95 SLO
+    """Ends at --shape-seconds or after --max-requests answers, whichever comes first.
+    steady: N users for the duration. step: add N users every --step-seconds until the p95 SLO
     breaks or --max-users is reached (the last good user count is the capacity). spike: N users,
-    then --max-users for the middle fifth of the duration, then N again. All end at --shape-seconds."""
+    then --max-users for the middle fifth of the duration, then N again."""
 
     def tick(self):
         options = self.runner.environment.parsed_options
         elapsed = self.get_run_time()
-        if elapsed >= options.shape_seconds:
+        if elapsed >= options.shape_seconds or STATE["requests"] >= options.max_requests:
             return None
         n = options.shape_users
         if options.shape == "steady":

@@ -15,6 +15,11 @@ DEFAULT_MODEL_STORE = REPO_DIR / "model_store"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["loadtest"]:
+        from . import loadtest
+
+        return loadtest.main(argv[1:])
     parser = argparse.ArgumentParser(prog="ser-serve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -44,10 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--model-dir", type=Path)
     where.add_argument("--url", help="inference address, e.g. http://127.0.0.1:8080")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC inference address, e.g. 127.0.0.1:7070")
     p.add_argument("--model", default="ser", help="model name on the server")
     p.add_argument("--token", help="inference token; write --token=VALUE, tokens may start with '-' (default: from --key-file)")
     p.add_argument("--key-file", type=Path, default=DEFAULT_WORKDIR / "key_file.json")
     p.set_defaults(run=_predict)
+
+    # Parsed by ser_serve.loadtest itself (main() hands it the arguments).
+    commands.add_parser("loadtest", help="run the locust suite headless and write reports (see loadtest --help)")
 
     p = commands.add_parser("sample", help="write a short synthetic clip to try the server with")
     p.add_argument("--out", type=Path, required=True)
@@ -89,6 +98,16 @@ def _sample(args) -> None:
 
 def _predict(args) -> int:
     status = 0
+    if args.grpc:
+        from .grpc_client import GrpcClient
+
+        token = args.token or json.loads(args.key_file.read_text())["inference"]["key"]
+        with GrpcClient(args.grpc, token) as client:
+            for clip in args.clips:
+                answer = client.predict(args.model, clip.read_bytes())
+                print(json.dumps({"clip": str(clip), **answer}))
+                status = status or (1 if "error" in answer else 0)
+        return status
     if args.url:
         import requests
 

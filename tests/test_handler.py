@@ -88,3 +88,30 @@ def test_inference_failure_answers_every_valid_item_with_json_error(handler, mar
 def test_unknown_limit_in_model_config_fails_initialisation(mar_dir):
     with pytest.raises(ValueError, match="max_secs"):
         ser_handler.SERHandler().initialize(make_context(mar_dir, model_yaml_config={"ser": {"limits": {"max_secs": 1}}}))
+
+
+def test_handler_emits_decode_audio_batch_and_rejection_metrics(mar_dir, caplog):
+    """Metrics go through TorchServe's real metric cache, which logs them for the frontend to export."""
+    import logging
+    from pathlib import Path
+
+    import ts
+    from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+
+    cache = MetricsCacheYamlImpl(str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
+    cache.initialize_cache()
+    context = make_context(mar_dir, batch_size=4)
+    context.metrics = cache
+    context.model_name = "ser"
+    service = ser_handler.SERHandler()
+    service.initialize(context)
+    set_batch(context, 2)
+    with caplog.at_level(logging.INFO):
+        service.handle([{"data": encode(voice(1.5), 16_000, "wav")}, {"data": b"junk"}], context)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[METRICS]")]
+    by_name = {line.split("[METRICS]")[1].split(".")[0]: line for line in lines}
+    assert {"SerDecodeMs", "SerDecodedRequests", "SerAudioSeconds", "SerRejectedRequests", "SerBatches",
+            "SerBatchFill"} <= set(by_name)
+    assert ":1.5|" in by_name["SerAudioSeconds"]
+    assert ":50.0|" in by_name["SerBatchFill"]  # 2 requests of a batch size of 4
+    assert "Code:unsupported_media_type" in by_name["SerRejectedRequests"]
