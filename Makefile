@@ -12,7 +12,7 @@ setup: $(VENV)/.installed java
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,bench,loadtest,test]'
+	$(PY) -m pip install --quiet -e '.[serve,train,bench,loadtest,test]'
 	$(PY) -c "from ser_serve.grpc_client import generate_stubs; generate_stubs()"
 	touch $@
 

@@ -43,6 +43,29 @@ PRESETS = {
         # spreads the scores so that a wrong input changes the answer.
         initializer_range=0.2,
     ),
+    # The demo model (under 20 MB): wav2vec2's layout, shrunk to train from
+    # scratch on 2 CPU cores. Five conv layers to a 20 ms frame rate (stride
+    # 320, as base), GroupNorm on the first like base, 3 transformer layers.
+    "small": dict(
+        hidden_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=512,
+        conv_dim=(64, 64, 64, 64, 64),
+        conv_stride=(5, 4, 4, 2, 2),
+        conv_kernel=(10, 8, 8, 4, 4),
+        num_conv_pos_embeddings=32,
+        num_conv_pos_embedding_groups=8,
+        classifier_proj_size=64,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+        hidden_dropout=0.1,
+        activation_dropout=0.0,
+        attention_dropout=0.1,
+        feat_proj_dropout=0.0,
+        layerdrop=0.0,
+        mask_time_prob=0.0,
+    ),
     # wav2vec2-base(-960h): 12 layers, hidden 768, 12 heads, 7 conv layers with
     # group norm, classifier projection 256. These are transformers' defaults,
     # spelled out so a change of defaults cannot silently change the benchmark.

@@ -12,19 +12,25 @@ DEFAULT_CONFIG = REPO_DIR / "config.properties"
 DEFAULT_WORKDIR = REPO_DIR / ".serve"
 DEFAULT_MODEL_DIR = REPO_DIR / "models" / "tiny"
 DEFAULT_MODEL_STORE = REPO_DIR / "model_store"
+DELEGATED = {
+    "loadtest": "run the locust suite headless and write reports (see loadtest --help)",
+    "train": "fine-tune on CREMA-D-style parquet data (see train --help)",
+    "evaluate": "accuracy, F1, confusion matrix in-process or against a server (see evaluate --help)",
+    "bench": "model-only ceiling vs served stack vs naive baselines (see bench --help)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["loadtest"]:
-        from . import loadtest
+    if argv[:1] and argv[0] in DELEGATED:  # these commands parse their own arguments
+        import importlib
 
-        return loadtest.main(argv[1:])
+        return importlib.import_module(f"ser_serve.{argv[0]}").main(argv[1:])
     parser = argparse.ArgumentParser(prog="ser-serve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("checkpoint", help="write a random-init preset checkpoint (no download)")
-    p.add_argument("--preset", choices=["tiny", "base"], default="tiny")
+    p.add_argument("--preset", choices=["tiny", "small", "base"], default="tiny")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_checkpoint)
@@ -55,8 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--key-file", type=Path, default=DEFAULT_WORKDIR / "key_file.json")
     p.set_defaults(run=_predict)
 
-    # Parsed by ser_serve.loadtest itself (main() hands it the arguments).
-    commands.add_parser("loadtest", help="run the locust suite headless and write reports (see loadtest --help)")
+    for name, help_text in DELEGATED.items():  # listed for --help; main() hands them their arguments
+        commands.add_parser(name, help=help_text)
+
+    p = commands.add_parser("synth", help="write synthetic emotional-speech parquet splits (train/validation/test)")
+    p.add_argument("--out", type=Path, default=REPO_DIR / "build" / "data")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-label", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=[200, 25, 50])
+    p.set_defaults(run=_synth)
 
     p = commands.add_parser("sample", help="write a short synthetic clip to try the server with")
     p.add_argument("--out", type=Path, required=True)
@@ -64,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     return args.run(args) or 0
+
+
+def _synth(args) -> None:
+    from .dataset import write_synthetic_dataset
+
+    counts = dict(zip(("train", "validation", "test"), args.per_label))
+    for split, path in write_synthetic_dataset(args.out, args.seed, counts).items():
+        print(f"wrote {path} ({counts[split]} clips per label)")
 
 
 def _checkpoint(args) -> None:
