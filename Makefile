@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MODEL_DIR ?= models/tiny
 
-.PHONY: setup java serve test test-unit test-integration archive checkpoint bench bench-sweep loadtest grpc-stubs clean
+.PHONY: setup java serve test test-unit test-integration archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
 
 setup: $(VENV)/.installed java
 
@@ -44,6 +44,24 @@ test-integration: setup
 LOADTEST_ARGS ?= --shape steady --users 4 --seconds 30
 loadtest: setup
 	$(PY) -m ser_serve.cli loadtest $(LOADTEST_ARGS)
+
+# Bounded steady load with worker memory sampled over time (build/soak/soak.{json,png}).
+SOAK_ARGS ?= --seconds 300 --users 2
+soak: setup
+	$(PY) -m ser_serve.cli soak $(SOAK_ARGS)
+
+# Synthetic CREMA-D-style parquet splits (build/data/{train,validation,test}.parquet).
+data: setup
+	$(PY) -m ser_serve.cli synth --out build/data --per-label 300 25 50
+
+# Re-train the demo model from scratch (about 15 minutes on 2 CPU cores), then evaluate it.
+train-demo: data
+	$(PY) -m ser_serve.cli train --train build/data/train.parquet --validation build/data/validation.parquet \
+		--preset small --out build/demo --epochs 24 --batch-size 16 --lr 1e-3 --warmup-steps 200
+	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir build/demo --out build/demo/eval
+
+evaluate-demo: data
+	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir models/demo --out build/demo-eval
 
 # gRPC stubs from the installed TorchServe's own inference.proto (also made on first use).
 grpc-stubs: setup

@@ -131,6 +131,39 @@ def _check_header(fmt: str, sample_rate: int, channels: int, seconds: float | No
         )
 
 
+def _wav_declared_data_bytes(data: bytes) -> int | None:
+    """The size the WAV header gives its data chunk, or None when it does not say.
+
+    libsndfile silently shortens a data chunk that runs past the end of the
+    file, so truncation is detected here. 0 and 0xFFFFFFFF mark a streamed
+    WAV whose writer did not know the length: those are accepted as they are.
+    """
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk, size = data[offset : offset + 4], int.from_bytes(data[offset + 4 : offset + 8], "little")
+        if chunk == b"data":
+            return None if size in (0, 0xFFFFFFFF) else size
+        offset += 8 + size + (size & 1)
+    return None
+
+
+def _check_not_truncated(data: bytes, fmt: str, declared_frames: int, decoded_frames: int, frame_bytes: int) -> None:
+    if fmt == "wav":
+        declared = _wav_declared_data_bytes(data)
+        available = len(data) - data.find(b"data") - 8 if declared is not None else 0
+        if declared is not None and declared > available + 1:
+            raise UndecodableAudio(
+                f"The wav file is truncated: its header announces {declared:,} bytes of audio, "
+                f"the upload holds {max(available, 0):,}."
+            )
+    elif fmt == "mp3" and declared_frames > 0 and decoded_frames < 0.95 * declared_frames:
+        # Xing/Info headers state the length: far fewer frames means a cut file.
+        raise UndecodableAudio(
+            f"The mp3 file is truncated: its header announces {declared_frames:,} samples, "
+            f"{decoded_frames:,} could be decoded."
+        )
+
+
 def _decode_with_soundfile(data: bytes, fmt: str, limits: AudioLimits) -> tuple[np.ndarray, int]:
     try:
         with soundfile.SoundFile(io.BytesIO(data)) as sound:
@@ -144,6 +177,7 @@ def _decode_with_soundfile(data: bytes, fmt: str, limits: AudioLimits) -> tuple[
         raise UndecodableAudio(f"The {fmt} file could not be decoded: {_first_line(exc)}.") from exc
     if samples.shape[0] > max_frames:
         raise AudioTooLong(f"The {fmt} file is longer than the {limits.max_seconds:g} s limit.")
+    _check_not_truncated(data, fmt, frames, samples.shape[0], channels)
     return samples, rate
 
 

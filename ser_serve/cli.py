@@ -17,6 +17,7 @@ DELEGATED = {
     "train": "fine-tune on CREMA-D-style parquet data (see train --help)",
     "evaluate": "accuracy, F1, confusion matrix in-process or against a server (see evaluate --help)",
     "bench": "model-only ceiling vs served stack vs naive baselines (see bench --help)",
+    "soak": "bounded steady load with worker memory over time (see soak --help)",
 }
 
 

@@ -4,7 +4,8 @@ This is **not** speech and not a real emotion dataset. It exists so that the
 project can train, evaluate and serve a model end to end with no download:
 the demo model learns these synthetic cues, nothing more.
 
-Source: a glottal pulse train (one smooth pulse per period) whose pitch
+Source: a glottal pulse train (one smooth pulse per period, open for a
+share of it that sets pressed or lax voice quality) whose pitch
 follows a contour (declination, one accent per syllable, an emotion-specific
 final rise or fall), with jitter (period noise), shimmer (amplitude noise),
 breath noise and a spectral tilt (one-pole low-pass). Filter: per syllable, a
@@ -45,18 +46,19 @@ class Prosody:
     breath: float      # share of aspiration noise in the source
     final: float       # final pitch movement in semitones (+ rise, - fall)
     tremor: float      # 7 Hz pitch tremor depth in semitones (fearful voices shake)
+    open_quotient: float  # share of each period the glottis is open: low = pressed, high = lax/breathy
 
 
 PROFILES = {
-    #                 pitch range rate loud  jitter shimmer tilt breath final tremor
-    "angry":    Prosody(1.30, 5.0, 5.5, 0.90, 0.010, 0.06, 0.05, 0.02, -4.0, 0.0),
-    "calm":     Prosody(0.92, 1.0, 3.0, 0.35, 0.003, 0.02, 0.75, 0.10, -1.0, 0.0),
-    "disgust":  Prosody(0.85, 3.0, 2.6, 0.55, 0.050, 0.25, 0.60, 0.05, -6.0, 0.0),
-    "fear":     Prosody(1.50, 2.0, 6.5, 0.50, 0.035, 0.10, 0.45, 0.30, 1.0, 1.2),
-    "happy":    Prosody(1.30, 7.0, 5.0, 0.75, 0.006, 0.03, 0.25, 0.04, 3.0, 0.0),
-    "neutral":  Prosody(1.00, 2.0, 4.0, 0.55, 0.006, 0.03, 0.50, 0.05, -1.5, 0.0),
-    "sad":      Prosody(0.80, 0.5, 2.0, 0.25, 0.012, 0.05, 0.88, 0.35, -2.0, 0.0),
-    "surprise": Prosody(1.60, 10.0, 4.5, 0.75, 0.008, 0.04, 0.30, 0.05, 8.0, 0.0),
+    #                 pitch range rate loud  jitter shimmer tilt breath final tremor open
+    "angry":    Prosody(1.30, 5.0, 5.5, 0.90, 0.010, 0.06, 0.05, 0.02, -5.0, 0.0, 0.20),
+    "calm":     Prosody(0.92, 1.0, 3.0, 0.35, 0.003, 0.02, 0.75, 0.10, -1.0, 0.0, 0.50),
+    "disgust":  Prosody(0.85, 3.0, 2.6, 0.55, 0.050, 0.25, 0.60, 0.05, -6.0, 0.0, 0.30),
+    "fear":     Prosody(1.50, 2.0, 6.5, 0.50, 0.035, 0.10, 0.45, 0.30, 1.0, 1.2, 0.45),
+    "happy":    Prosody(1.30, 7.0, 5.0, 0.75, 0.006, 0.03, 0.25, 0.04, 3.0, 0.0, 0.35),
+    "neutral":  Prosody(1.00, 2.0, 4.0, 0.55, 0.006, 0.03, 0.50, 0.05, -1.5, 0.0, 0.40),
+    "sad":      Prosody(0.80, 0.5, 2.0, 0.25, 0.012, 0.05, 0.88, 0.35, -2.0, 0.0, 0.65),
+    "surprise": Prosody(1.60, 10.0, 4.5, 0.75, 0.008, 0.04, 0.30, 0.05, 8.0, 0.0, 0.40),
 }
 
 # Formant frequencies (Hz) and bandwidths of five vowels for an adult male tract.
@@ -98,7 +100,7 @@ def _glottal_source(f0: np.ndarray, p: Prosody, rng: np.random.Generator) -> np.
     while t < n - 1:
         period = SAMPLE_RATE / f0[int(t)] * (1 + p.jitter * rng.standard_normal())
         period = max(period, SAMPLE_RATE / 600)
-        width = int(max(4, 0.4 * period))
+        width = int(max(4, p.open_quotient * period))
         start = int(t)
         pulse = np.sin(np.linspace(0, np.pi, width)) ** 2 * (1 + p.shimmer * rng.standard_normal())
         end = min(n, start + width)
@@ -154,5 +156,5 @@ def generate(count_per_label: int, seed: int, min_seconds: float = 1.0, max_seco
         emotion = EMOTIONS[index % len(EMOTIONS)]
         speaker = random_speaker(rng)
         seconds = float(np.round(rng.uniform(min_seconds, max_seconds), 2))
-        snr = float(rng.uniform(10, 40))
+        snr = float(rng.uniform(15, 40))
         yield emotion, utterance(emotion, seconds, speaker, rng, snr), seconds, speaker

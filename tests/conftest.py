@@ -23,8 +23,11 @@ def classifier(tiny_checkpoint):
     return EmotionClassifier.from_pretrained(tiny_checkpoint, device="cpu")
 
 
-def start_server(tmp_path, checkpoint, model_config_overrides=None):
-    """Build an archive of ``checkpoint`` and start a TorchServe for it on free loopback ports."""
+def start_server(tmp_path, checkpoint, model_config_overrides=None, properties=None):
+    """Build an archive of ``checkpoint`` and start a TorchServe for it on free loopback ports.
+
+    ``properties`` override config.properties keys for this server only.
+    """
     from ser_serve.archive import DEFAULT_MODEL_CONFIG, build_archive
     from ser_serve.cli import DEFAULT_CONFIG
     from ser_serve.server import TorchServe, read_properties, with_free_ports, write_properties
@@ -34,7 +37,8 @@ def start_server(tmp_path, checkpoint, model_config_overrides=None):
     model_config_path = tmp_path / "model-config.yaml"
     model_config_path.write_text(yaml.safe_dump(model_config))
     build_archive(checkpoint, tmp_path / "store", "ser", model_config_path)
-    config = write_properties(with_free_ports(read_properties(DEFAULT_CONFIG)), tmp_path / "config.properties")
+    settings = {**with_free_ports(read_properties(DEFAULT_CONFIG)), **(properties or {})}
+    config = write_properties(settings, tmp_path / "config.properties")
     return TorchServe(config, tmp_path / "store", tmp_path / "work").start()
 
 

@@ -134,11 +134,24 @@ def test_audio_over_duration_limit_is_refused(fmt):
         decode(data, AudioLimits(max_seconds=2.0))
 
 
-def test_wav_header_claiming_hours_decodes_only_the_bytes_present():
+def test_wav_header_claiming_hours_is_refused_as_truncated_without_allocating():
     data = bytearray(encode(voice(0.2), 16_000, "wav"))
     data[40:44] = (2**31 - 2).to_bytes(4, "little")  # data chunk size: ~19 hours of 16 kHz 16-bit
-    decoded = decode(bytes(data))
-    assert decoded.samples.shape == (3_200, 1)
+    with pytest.raises(UndecodableAudio, match="truncated: its header announces 2,147,483,646 bytes"):
+        decode(bytes(data))
+
+
+def test_streamed_wav_with_unknown_length_is_accepted():
+    data = bytearray(encode(voice(0.2), 16_000, "wav"))
+    data[40:44] = (0xFFFFFFFF).to_bytes(4, "little")  # what a writer on a pipe leaves
+    assert decode(bytes(data)).samples.shape == (3_200, 1)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "m4a"])
+def test_truncated_files_are_refused(fmt):
+    data = encode(voice(2.0, 16_000), 16_000, fmt)
+    with pytest.raises((UndecodableAudio, InvalidAudio), match="truncated|could not be decoded|no audio"):
+        decode(data[: len(data) // 2])
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "m4a"])
