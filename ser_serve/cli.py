@@ -10,7 +10,9 @@ from pathlib import Path
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_DIR / "config.properties"
 DEFAULT_WORKDIR = REPO_DIR / ".serve"
-DEFAULT_MODEL_DIR = REPO_DIR / "models" / "tiny"
+DEMO_MODEL_DIR = REPO_DIR / "models" / "demo"   # committed: trained on synthetic speech
+TINY_MODEL_DIR = REPO_DIR / "models" / "tiny"   # generated: random init, untrained
+DEFAULT_MODEL_DIR = DEMO_MODEL_DIR if (DEMO_MODEL_DIR / "config.json").exists() else TINY_MODEL_DIR
 DEFAULT_MODEL_STORE = REPO_DIR / "model_store"
 DELEGATED = {
     "loadtest": "run the locust suite headless and write reports (see loadtest --help)",
@@ -159,17 +161,20 @@ def _serve(args) -> int:
     from .server import TorchServe
 
     model_dir = args.model_dir.resolve()
-    is_default = model_dir == DEFAULT_MODEL_DIR
-    if is_default and not model_dir.exists():
+    if model_dir == TINY_MODEL_DIR and not model_dir.exists():
         make_preset_checkpoint("tiny", model_dir)
     try:
         validate_checkpoint(model_dir)
     except InvalidCheckpoint as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if is_default:
+    if model_dir == TINY_MODEL_DIR:
         print("NOTE: serving the built-in 'tiny' checkpoint. It is UNTRAINED (random weights):\n"
               "      its answers are meaningless. Serve your own with MODEL_DIR=/path/to/checkpoint.")
+    elif model_dir == DEMO_MODEL_DIR:
+        print("NOTE: serving the demo model. It was trained on SYNTHETIC speech made by this project\n"
+              "      (ser_serve/synth.py), not on real recordings: it is not a real emotion model.\n"
+              "      Serve your own with MODEL_DIR=/path/to/checkpoint.")
     archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG)
     print(f"built {archive}")
     server = TorchServe(args.config, args.model_store, args.workdir)

@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .archive import REPO_DIR, build_archive
+from .cli import DEFAULT_MODEL_DIR, TINY_MODEL_DIR
 from .metrics import MetricsRecorder
 from .server import TorchServe, read_properties, with_free_ports, write_properties
 
@@ -36,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     target.add_argument("--metrics-url", help="its metrics address, e.g. http://127.0.0.1:8082")
     target.add_argument("--token", help="inference token; write --token=VALUE")
     target.add_argument("--key-file", help="TorchServe key_file.json to read the token from")
-    target.add_argument("--model-dir", type=Path, default=REPO_DIR / "models" / "tiny",
+    target.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR,
                         help="checkpoint for the local server")
     target.add_argument("--model", default="ser")
     load = parser.add_argument_group("load")
@@ -86,7 +87,7 @@ def run(args) -> int:
 def start_local_server(model_dir: Path, model: str, stack: ExitStack) -> TorchServe:
     from .checkpoint import make_preset_checkpoint
 
-    if not (model_dir / "config.json").exists() and model_dir == REPO_DIR / "models" / "tiny":
+    if not (model_dir / "config.json").exists() and model_dir == TINY_MODEL_DIR:
         make_preset_checkpoint("tiny", model_dir)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ser-loadtest-")))
     build_archive(model_dir, tmp / "store", model)

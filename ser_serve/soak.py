@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .archive import REPO_DIR
+from .cli import DEFAULT_MODEL_DIR
 from .clipmix import ClipMix, load_or_make_clips
 from .loadgen import run_closed_loop
 from .loadtest import start_local_server
@@ -25,7 +26,7 @@ from .loadtest import start_local_server
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ser-serve soak", description=__doc__)
-    parser.add_argument("--model-dir", type=Path, default=REPO_DIR / "models" / "tiny")
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--seconds", type=float, default=300, help="how long the load runs")
     parser.add_argument("--users", type=int, default=2, help="concurrent closed-loop clients")
     parser.add_argument("--max-requests", type=int, default=1_000_000)

@@ -18,9 +18,10 @@ The emotion profiles follow the direction of the acoustic correlates reported
 for vocal emotion (e.g. Banse & Scherer 1996; Scherer 2003; Juslin & Laukka
 2003): anger loud, fast, high and variable pitch, flat spectral tilt; sadness
 quiet, slow, low, flat pitch, steep tilt, breathy; fear high pitch, fast,
-irregular (jitter); happiness high, wide pitch range, fast; calm low range,
-slow, smooth; disgust low pitch, slow, creaky (jitter and shimmer); surprise
-very high, wide range with a final rise.
+irregular (jitter, tremor); happiness high, wide pitch range, fast, smiling
+(raised formants); calm low range, slow, smooth; disgust low pitch, slow,
+creaky (jitter and shimmer), lowered formants; surprise very high, wide
+range with a final rise.
 """
 
 from __future__ import annotations
@@ -47,18 +48,19 @@ class Prosody:
     final: float       # final pitch movement in semitones (+ rise, - fall)
     tremor: float      # 7 Hz pitch tremor depth in semitones (fearful voices shake)
     open_quotient: float  # share of each period the glottis is open: low = pressed, high = lax/breathy
+    formants: float    # formant multiplier: a smile shortens the tract (up), a lowered larynx lengthens it
 
 
 PROFILES = {
-    #                 pitch range rate loud  jitter shimmer tilt breath final tremor open
-    "angry":    Prosody(1.30, 5.0, 5.5, 0.90, 0.010, 0.06, 0.05, 0.02, -5.0, 0.0, 0.20),
-    "calm":     Prosody(0.92, 1.0, 3.0, 0.35, 0.003, 0.02, 0.75, 0.10, -1.0, 0.0, 0.50),
-    "disgust":  Prosody(0.85, 3.0, 2.6, 0.55, 0.050, 0.25, 0.60, 0.05, -6.0, 0.0, 0.30),
-    "fear":     Prosody(1.50, 2.0, 6.5, 0.50, 0.035, 0.10, 0.45, 0.30, 1.0, 1.2, 0.45),
-    "happy":    Prosody(1.30, 7.0, 5.0, 0.75, 0.006, 0.03, 0.25, 0.04, 3.0, 0.0, 0.35),
-    "neutral":  Prosody(1.00, 2.0, 4.0, 0.55, 0.006, 0.03, 0.50, 0.05, -1.5, 0.0, 0.40),
-    "sad":      Prosody(0.80, 0.5, 2.0, 0.25, 0.012, 0.05, 0.88, 0.35, -2.0, 0.0, 0.65),
-    "surprise": Prosody(1.60, 10.0, 4.5, 0.75, 0.008, 0.04, 0.30, 0.05, 8.0, 0.0, 0.40),
+    #                 pitch range rate loud  jitter shimmer tilt breath final tremor open  formants
+    "angry":    Prosody(1.30, 5.0, 5.5, 0.90, 0.010, 0.06, 0.05, 0.02, -5.0, 0.0, 0.20, 1.00),
+    "calm":     Prosody(0.92, 1.0, 3.2, 0.35, 0.003, 0.02, 0.75, 0.10, -1.0, 0.0, 0.50, 1.00),
+    "disgust":  Prosody(0.85, 3.0, 2.4, 0.55, 0.080, 0.35, 0.60, 0.05, -6.0, 0.0, 0.30, 0.90),
+    "fear":     Prosody(1.50, 2.0, 6.5, 0.50, 0.035, 0.10, 0.45, 0.30, 1.0, 1.2, 0.45, 1.00),
+    "happy":    Prosody(1.25, 6.0, 5.0, 0.75, 0.006, 0.03, 0.30, 0.04, -1.0, 0.0, 0.35, 1.15),
+    "neutral":  Prosody(1.00, 2.0, 4.0, 0.55, 0.006, 0.03, 0.50, 0.05, -1.5, 0.0, 0.40, 1.00),
+    "sad":      Prosody(0.80, 0.5, 2.0, 0.25, 0.012, 0.05, 0.88, 0.35, -2.0, 0.0, 0.65, 1.00),
+    "surprise": Prosody(1.60, 10.0, 4.5, 0.75, 0.008, 0.04, 0.30, 0.05, 9.0, 0.0, 0.40, 1.00),
 }
 
 # Formant frequencies (Hz) and bandwidths of five vowels for an adult male tract.
@@ -138,7 +140,7 @@ def utterance(emotion: str, seconds: float, speaker: Speaker, rng: np.random.Gen
         formants, bandwidths = VOWELS[vowels[rng.integers(len(vowels))]]
         segment = source[a + consonant : b]
         for f, bw in zip(formants, bandwidths):
-            segment = _resonator(segment, f * speaker.tract_scale, bw)
+            segment = _resonator(segment, f * speaker.tract_scale * p.formants, bw)
         envelope = np.sin(np.linspace(0, np.pi, len(segment))) ** 0.6
         speech[a + consonant : b] = segment * envelope
         burst = rng.standard_normal(consonant) * np.hanning(consonant) * 0.05

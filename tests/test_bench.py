@@ -16,7 +16,13 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
     args = bench.parse_args(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "out"),
                              "--clips", "6", "--concurrency", "3", "--latency-requests", "3",
                              "--stage-seconds", "60", "--cache-dir", str(tmp_path / "clips")])
-    report = bench.run(args)
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        report = bench.run(args)
+    finally:
+        torch.set_num_threads(threads)  # bench.run leaves the cores to the server it starts
     assert set(report["served"]) == {"ser", "ref_b1", "padded"}
     for name, result in report["served"].items():
         assert result["loaded"]["statuses"] == {"200": 6}, name
