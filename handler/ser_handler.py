@@ -20,7 +20,7 @@ from ser_serve.audio import TARGET_SAMPLE_RATE, AudioLimits
 from ser_serve.batching import BatchBudget
 from ser_serve.classifier import EmotionClassifier
 from ser_serve.samples import voice
-from ser_serve.errors import SerError, UnsupportedMediaType, error_response
+from ser_serve.errors import UnsupportedMediaType, error_response
 
 logger = logging.getLogger(__name__)
 

@@ -167,7 +167,7 @@ def write_reports(report: dict, out: Path) -> None:
         f"Clips: {report['clips']['count']} ({report['clips']['audio_s']:.1f} s of audio, formats {', '.join(report['clips']['formats'])}); "
         f"base-size wav2vec2 (random init); {report['machine']['cpus']} CPUs; concurrency {c}.",
         "",
-        f"| configuration | audio-s/s | req/s | p50 ms | p95 ms | p99 ms | c=1 p50 ms | vs ceiling |",
+        "| configuration | audio-s/s | req/s | p50 ms | p95 ms | p99 ms | c=1 p50 ms | vs ceiling |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for key, label in (("batched", "model-only, exact batches (ceiling)"), ("one_by_one", "model-only, one clip per forward")):

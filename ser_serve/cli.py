@@ -70,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("synth", help="write synthetic emotional-speech parquet splits (train/validation/test)")
     p.add_argument("--out", type=Path, default=REPO_DIR / "build" / "data")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--per-label", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=[200, 25, 50])
+    p.add_argument("--per-label", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=[400, 25, 50])
     p.set_defaults(run=_synth)
 
-    p = commands.add_parser("sample", help="write a short synthetic clip to try the server with")
+    p = commands.add_parser("sample", help="write a synthetic 'happy' utterance to try the server with")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(run=_sample)
 
@@ -110,13 +110,17 @@ def _archive(args) -> int:
 
 
 def _sample(args) -> None:
+    """A synthetic 'happy' utterance from the same voice the demo model was trained on."""
+    import numpy as np
+
     from .encode import encode
-    from .samples import voice
+    from .synth import Speaker, utterance
 
     fmt = args.out.suffix.lstrip(".").lower() or "wav"
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_bytes(encode(voice(2.0, 16_000, seed=1), 16_000, fmt))
-    print(f"wrote {args.out}")
+    samples = utterance("happy", 2.5, Speaker(base_f0=190.0, tract_scale=1.1), np.random.default_rng(1), snr_db=35)
+    args.out.write_bytes(encode(samples, 16_000, fmt))
+    print(f"wrote {args.out} (a synthetic 'happy' utterance)")
 
 
 def _predict(args) -> int:

@@ -67,7 +67,7 @@ def write_examples(path: str | Path, examples: list[tuple[bytes, str, str]], ext
     return path
 
 
-SPLITS = {"train": 200, "validation": 25, "test": 50}  # clips per label
+SPLITS = {"train": 400, "validation": 25, "test": 50}  # clips per label (the demo model's data)
 
 
 def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict | None = None) -> dict[str, Path]:
@@ -78,7 +78,7 @@ def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict 
     per_label = per_label or SPLITS
     paths = {}
     for offset, (split, count) in enumerate(per_label.items()):
-        rows, seconds, f0, snr = [], [], [], []
+        rows, seconds, f0 = [], [], []
         clips = generate(count, seed=seed * 1000 + offset)
         for i, (emotion, samples, duration, speaker) in enumerate(
                 tqdm(clips, total=count * len(EMOTIONS), desc=f"synth {split}", unit="clip")):

@@ -126,7 +126,7 @@ def utterance(emotion: str, seconds: float, speaker: Speaker, rng: np.random.Gen
     semitones = 12 * np.log2(p.pitch * rng.uniform(0.95, 1.05)) - 1.5 * t
     for i in range(syllables):
         centre = (bounds[i] + bounds[i + 1]) / 2 / n
-        accent = p.pitch_range * rng.uniform(0.3, 1.0) * (1 if rng.random() < 0.7 else -0.5)
+        accent = p.pitch_range * rng.uniform(0.5, 1.0) * (1 if rng.random() < 0.85 else -0.5)
         semitones += accent * np.exp(-0.5 * ((t - centre) * syllables / 0.35) ** 2)
     semitones += p.final * np.clip((t - 0.8) / 0.2, 0, 1)
     semitones += p.tremor * np.sin(2 * np.pi * 7.0 * np.arange(n) / SAMPLE_RATE)
@@ -158,5 +158,5 @@ def generate(count_per_label: int, seed: int, min_seconds: float = 1.0, max_seco
         emotion = EMOTIONS[index % len(EMOTIONS)]
         speaker = random_speaker(rng)
         seconds = float(np.round(rng.uniform(min_seconds, max_seconds), 2))
-        snr = float(rng.uniform(15, 40))
+        snr = float(rng.uniform(20, 40))
         yield emotion, utterance(emotion, seconds, speaker, rng, snr), seconds, speaker

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from helpers import voice
+from ser_serve.samples import voice
 from ser_serve.audio import (
     AudioLimits,
     decode,

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import voice
+from ser_serve.samples import voice
 from ser_serve.batching import BatchBudget, plan_groups
 
 lengths_strategy = st.lists(st.integers(min_value=1, max_value=200_000), min_size=0, max_size=40)

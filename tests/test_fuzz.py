@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import voice
+from ser_serve.samples import voice
 from ser_serve.audio import AudioLimits, decode
 from ser_serve.encode import ENCODABLE_FORMATS, encode
 from ser_serve.errors import SerError

@@ -6,7 +6,7 @@ import pytest
 from ts.context import Context, RequestProcessor
 
 import ser_handler
-from helpers import voice
+from ser_serve.samples import voice
 from ser_serve.encode import encode
 
 

@@ -10,7 +10,7 @@ import requests
 
 from conftest import start_server
 from corpus import bad_cases, good_cases
-from helpers import voice
+from ser_serve.samples import voice
 from ser_serve.encode import encode
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import psutil
 import pytest
 import requests
 
-from helpers import voice
+from ser_serve.samples import voice
 from conftest import start_server
 from ser_serve.cli import DEFAULT_CONFIG, main as cli_main
 from ser_serve.encode import ENCODABLE_FORMATS, encode

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from helpers import voice
+from ser_serve.samples import voice
 from ser_serve import loadtest
 from ser_serve.cli import main as cli_main
 from ser_serve.encode import encode

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from helpers import voice
+from ser_serve.samples import voice
 from ser_serve.encode import encode
 
 
