@@ -19,10 +19,10 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from .archive import REPO_DIR, build_archive
+from .archive import REPO_DIR
 from .cli import DEFAULT_MODEL_DIR, TINY_MODEL_DIR
 from .metrics import MetricsRecorder
-from .server import TorchServe, read_properties, with_free_ports, write_properties
+from .server import TorchServe, start_on_free_ports
 
 LOCUSTFILE = REPO_DIR / "loadtests" / "locustfile.py"
 LOCUST_OPTIONS = ("model", "shape", "shape_users", "shape_seconds", "step_seconds", "max_users",
@@ -85,15 +85,14 @@ def run(args) -> int:
 
 
 def start_local_server(model_dir: Path, model: str, stack: ExitStack) -> TorchServe:
+    """A TorchServe for ``model_dir`` on free loopback ports, ready, and stopped when ``stack`` closes."""
     from .checkpoint import make_preset_checkpoint
 
     if not (model_dir / "config.json").exists() and model_dir == TINY_MODEL_DIR:
         make_preset_checkpoint("tiny", model_dir)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ser-loadtest-")))
-    build_archive(model_dir, tmp / "store", model)
-    config = write_properties(with_free_ports(read_properties(REPO_DIR / "config.properties")), tmp / "config.properties")
-    server = TorchServe(config, tmp / "store", tmp / "work", models=f"{model}={model}.mar").start()
     print("starting a local TorchServe ...", flush=True)
+    server = start_on_free_ports(model_dir, tmp, model)
     try:
         server.wait_ready(timeout=300, model=model)
     except Exception:

@@ -222,3 +222,33 @@ class TorchServe:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def start_on_free_ports(
+    checkpoint: str | Path,
+    workdir: str | Path,
+    model: str = "ser",
+    model_config_overrides: dict | None = None,
+    properties: dict | None = None,
+    config: str | Path | None = None,
+) -> TorchServe:
+    """Archive ``checkpoint`` as ``model`` and start a TorchServe for it on free loopback ports.
+
+    ``model_config_overrides`` change top-level keys of the default
+    model-config.yaml; ``properties`` change config.properties keys. Returns
+    the started server (call ``wait_ready``); everything lives in ``workdir``.
+    """
+    import yaml
+
+    from .archive import DEFAULT_MODEL_CONFIG, REPO_DIR, build_archive
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    model_config = {**yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text()), **(model_config_overrides or {})}
+    model_config_path = workdir / "model-config.yaml"
+    model_config_path.write_text(yaml.safe_dump(model_config))
+    build_archive(checkpoint, workdir / "store", model, model_config_path)
+    base = read_properties(config or REPO_DIR / "config.properties")
+    settings = {**with_free_ports(base), **(properties or {})}
+    server_config = write_properties(settings, workdir / "config.properties")
+    return TorchServe(server_config, workdir / "store", workdir / "work", models=f"{model}={model}.mar").start()

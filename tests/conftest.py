@@ -2,7 +2,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "handler"))
@@ -24,22 +23,10 @@ def classifier(tiny_checkpoint):
 
 
 def start_server(tmp_path, checkpoint, model_config_overrides=None, properties=None):
-    """Build an archive of ``checkpoint`` and start a TorchServe for it on free loopback ports.
+    """A started TorchServe for ``checkpoint`` on free loopback ports (see start_on_free_ports)."""
+    from ser_serve.server import start_on_free_ports
 
-    ``properties`` override config.properties keys for this server only.
-    """
-    from ser_serve.archive import DEFAULT_MODEL_CONFIG, build_archive
-    from ser_serve.cli import DEFAULT_CONFIG
-    from ser_serve.server import TorchServe, read_properties, with_free_ports, write_properties
-
-    model_config = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
-    model_config.update(model_config_overrides or {})
-    model_config_path = tmp_path / "model-config.yaml"
-    model_config_path.write_text(yaml.safe_dump(model_config))
-    build_archive(checkpoint, tmp_path / "store", "ser", model_config_path)
-    settings = {**with_free_ports(read_properties(DEFAULT_CONFIG)), **(properties or {})}
-    config = write_properties(settings, tmp_path / "config.properties")
-    return TorchServe(config, tmp_path / "store", tmp_path / "work").start()
+    return start_on_free_ports(checkpoint, tmp_path, "ser", model_config_overrides, properties)
 
 
 @pytest.fixture(scope="session")
