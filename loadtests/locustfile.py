@@ -27,6 +27,7 @@ from locust.contrib.fasthttp import FastHttpUser
 
 from ser_serve.clipmix import ClipMix, load_or_make_clips
 from ser_serve.schema import schema_problems
+from ser_serve.server import inference_token
 
 STATE = {"clips": [], "audio_seconds": 0.0, "statuses": {}, "requests": 0, "capacity": None, "lock": threading.Lock()}
 
@@ -57,14 +58,6 @@ def clip_mix(options) -> ClipMix:
     formats = dict((name, float(share)) for name, share in (item.split("=") for item in options.clip_formats.split(",")))
     low, mean, high = (float(x) for x in options.clip_seconds.split(","))
     return ClipMix(count=options.clip_count, formats=formats, min_seconds=low, mean_seconds=mean, max_seconds=high)
-
-
-def inference_token(options) -> str:
-    if options.token:
-        return options.token
-    if options.key_file:
-        return json.loads(Path(options.key_file).read_text())["inference"]["key"]
-    return ""
 
 
 @events.test_start.add_listener
@@ -112,7 +105,7 @@ class RestUser(FastHttpUser):
     def on_start(self):
         options = self.environment.parsed_options
         self.picker = ClipPicker()
-        self.headers = {"Authorization": f"Bearer {inference_token(options)}"}
+        self.headers = {"Authorization": f"Bearer {inference_token(options.token, options.key_file)}"}
 
     @task
     def predict(self):
@@ -142,7 +135,7 @@ class GrpcUser(User):
         from ser_serve.grpc_client import GrpcClient
 
         self.picker = ClipPicker()
-        self.grpc = GrpcClient(options.grpc_target, inference_token(options))
+        self.grpc = GrpcClient(options.grpc_target, inference_token(options.token, options.key_file))
 
     def on_stop(self):
         if hasattr(self, "grpc"):

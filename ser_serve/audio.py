@@ -17,6 +17,7 @@ import numpy as np
 import soundfile
 import soxr
 
+from .settings import from_mapping
 from .errors import (
     AudioTooLong,
     EmptyInput,
@@ -53,13 +54,8 @@ class AudioLimits:
 
     @classmethod
     def from_mapping(cls, values: dict | None) -> "AudioLimits":
-        """Build limits from a config mapping, refusing unknown keys (typos must not pass silently)."""
-        values = dict(values or {})
-        known = set(cls.__dataclass_fields__)
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown audio limit(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**values)
+        """Build limits from a config mapping, refusing unknown keys."""
+        return from_mapping(cls, values, "audio limit")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from . import settings
+
 
 @dataclass(frozen=True)
 class BatchBudget:
@@ -26,11 +28,8 @@ class BatchBudget:
 
     @classmethod
     def from_mapping(cls, values: dict | None) -> "BatchBudget":
-        values = dict(values or {})
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown batching setting(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**values)
+        """Build a budget from a config mapping, refusing unknown keys."""
+        return settings.from_mapping(cls, values, "batching setting")
 
 
 def plan_groups(lengths: Sequence[int], budget: BatchBudget = BatchBudget()) -> list[list[int]]:

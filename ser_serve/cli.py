@@ -124,11 +124,13 @@ def _sample(args) -> None:
 
 
 def _predict(args) -> int:
+    from .server import inference_token
+
     status = 0
     if args.grpc:
         from .grpc_client import GrpcClient
 
-        token = args.token or json.loads(args.key_file.read_text())["inference"]["key"]
+        token = inference_token(args.token, args.key_file)
         with GrpcClient(args.grpc, token) as client:
             for clip in args.clips:
                 answer = client.predict(args.model, clip.read_bytes())
@@ -138,7 +140,7 @@ def _predict(args) -> int:
     if args.url:
         import requests
 
-        token = args.token or json.loads(args.key_file.read_text())["inference"]["key"]
+        token = inference_token(args.token, args.key_file)
         for clip in args.clips:
             answer = requests.put(f"{args.url.rstrip('/')}/predictions/{args.model}", data=clip.read_bytes(),
                                   headers={"Authorization": f"Bearer {token}"}, timeout=120)

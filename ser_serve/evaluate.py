@@ -18,6 +18,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from tqdm import tqdm
 
 from .dataset import read_examples
+from .server import inference_token
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -100,7 +101,7 @@ def evaluate(args) -> dict:
     examples = read_examples(args.data, args.audio_column, args.label_column, split=args.split,
                              split_column=args.split_column)
     if args.url:
-        token = args.token or (json.loads(args.key_file.read_text())["inference"]["key"] if args.key_file else "")
+        token = inference_token(args.token, args.key_file)
         predicted = predict_over_http(args.url, args.model, token, examples, args.concurrency)
         source = f"{args.url} model {args.model}"
     else:

@@ -22,7 +22,7 @@ from pathlib import Path
 from .archive import REPO_DIR
 from .cli import DEFAULT_MODEL_DIR, TINY_MODEL_DIR
 from .metrics import MetricsRecorder
-from .server import TorchServe, start_on_free_ports
+from .server import TorchServe, inference_token, start_on_free_ports
 
 LOCUSTFILE = REPO_DIR / "loadtests" / "locustfile.py"
 LOCUST_OPTIONS = ("model", "shape", "shape_users", "shape_seconds", "step_seconds", "max_users",
@@ -67,7 +67,7 @@ def run(args) -> int:
     with ExitStack() as stack:
         if args.url:
             url, grpc_target, metrics_url = args.url, args.grpc_target or "127.0.0.1:7070", args.metrics_url
-            token = args.token or (json.loads(Path(args.key_file).read_text())["inference"]["key"] if args.key_file else "")
+            token = inference_token(args.token, args.key_file)
         else:
             server = stack.enter_context(start_local_server(args.model_dir, args.model, stack))
             url, grpc_target, metrics_url, token = (server.inference_url, server.grpc_inference_target,

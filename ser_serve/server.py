@@ -25,6 +25,15 @@ HTTP_ADDRESS_KEYS = ("inference_address", "management_address", "metrics_address
 GRPC_PORT_KEYS = ("grpc_inference_port", "grpc_management_port")
 
 
+def inference_token(token: str | None, key_file: str | Path | None) -> str:
+    """``token`` when given, else the inference key of a TorchServe key_file.json, else ""."""
+    if token:
+        return token
+    if key_file:
+        return json.loads(Path(key_file).read_text())["inference"]["key"]
+    return ""
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
