@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The committed demo model (trained on synthetic speech); models/tiny is untrained.
 MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 
-.PHONY: setup java serve test test-unit test-integration archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
+.PHONY: setup java serve test test-unit test-integration lint-imports archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
 
 setup: $(VENV)/.installed java
 
@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[serve,train,bench,loadtest,test]'
-	$(PY) -c "from ser_serve.grpc_client import generate_stubs; generate_stubs()"
+	$(PY) -c "from ser_serve.clients.grpc import generate_stubs; generate_stubs()"
 	touch $@
 
 java:
@@ -36,6 +36,10 @@ test: setup
 
 test-unit: setup
 	$(PY) -m pytest -m "not integration"
+
+# The package layering (pyproject.toml [tool.importlinter]); also run by `make test`.
+lint-imports: setup
+	$(VENV)/bin/lint-imports
 
 test-integration: setup
 	$(PY) -m pytest -m integration
@@ -66,16 +70,16 @@ evaluate-demo: data
 
 # gRPC stubs from the installed TorchServe's own inference.proto (also made on first use).
 grpc-stubs: setup
-	$(PY) -c "from ser_serve.grpc_client import generate_stubs; print(generate_stubs())"
+	$(PY) -c "from ser_serve.clients.grpc import generate_stubs; print(generate_stubs())"
 
 # Base-size model on CPU: model-only ceiling vs served stack vs naive baselines
 # (a few minutes; writes benchmarks/results/bench.{md,json,png}).
 bench: setup
-	$(PY) -m ser_serve.bench
+	$(PY) -m ser_tools.bench
 
 # The same plus alternative worker/thread/batch settings, as used to tune model-config.yaml.
 bench-sweep: setup
-	$(PY) -m ser_serve.bench --sweep
+	$(PY) -m ser_tools.bench --sweep
 
 clean:
 	rm -rf .serve build model_store/*.mar .pytest_cache

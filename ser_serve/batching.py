@@ -9,27 +9,11 @@ waste stays bounded whatever mix of lengths arrives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
-from . import settings
+from ser_serve.settings import BatchBudget
 
-
-@dataclass(frozen=True)
-class BatchBudget:
-    """Limits of one forward pass."""
-
-    # Padded samples per forward pass: 8 clips of 5 s at 16 kHz. Bounds the
-    # activation memory of one pass (it grows linearly in this number).
-    max_batch_samples: int = 8 * 5 * 16_000
-    # A group's longest clip may be at most this many times its shortest, so
-    # at most 1 - 1/1.25 = 20 % of a group's transformer work is padding.
-    max_padding_ratio: float = 1.25
-
-    @classmethod
-    def from_mapping(cls, values: dict | None) -> "BatchBudget":
-        """Build a budget from a config mapping, refusing unknown keys."""
-        return settings.from_mapping(cls, values, "batching setting")
+__all__ = ["BatchBudget", "plan_groups"]
 
 
 def plan_groups(lengths: Sequence[int], budget: BatchBudget = BatchBudget()) -> list[list[int]]:

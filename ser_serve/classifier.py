@@ -8,10 +8,10 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from .audio import TARGET_SAMPLE_RATE, AudioLimits, load_waveform, to_mono_16k
-from .batching import BatchBudget
-from .model import EmotionModel
-from .postprocess import to_response
+from ser_serve.audio import AudioLimits, from_array, load_waveform, to_mono_16k
+from ser_serve.batching import BatchBudget
+from ser_serve.model.emotion_model import EmotionModel
+from ser_serve.response import to_response
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
 
@@ -52,15 +52,19 @@ class EmotionClassifier:
     def prepare(self, source: AudioSource, sample_rate: int | None = None) -> np.ndarray:
         """Decode/validate one input and return normalised model features.
 
-        ``source`` is a file path, encoded bytes, or a float array of samples
-        ((frames,) or (frames, channels)) at ``sample_rate`` (default 16 kHz).
-        Raises a :class:`ser_serve.errors.SerError` subclass for bad input.
+        ``source`` is a file path, encoded bytes, or an array of samples
+        ((frames,) or (frames, channels), float or integer PCM) at
+        ``sample_rate`` (None: 16 kHz; only arrays take a rate). Arrays pass
+        the same limits as uploads. Raises a
+        :class:`ser_serve.errors.SerError` subclass for bad input.
         """
         if isinstance(source, np.ndarray):
-            samples = source if source.ndim == 2 else source[:, None]
-            waveform = to_mono_16k(samples.astype(np.float32), sample_rate or TARGET_SAMPLE_RATE)
+            checked = from_array(source, sample_rate, self.limits)
+            waveform = to_mono_16k(checked.samples, checked.sample_rate)
         else:
-            data = Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else bytes(source)
+            if sample_rate is not None:
+                raise TypeError("sample_rate is only for arrays: an encoded file carries its own rate")
+            data = Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else source
             waveform = load_waveform(data, self.limits)
         return self.model.features(waveform)
 
@@ -73,6 +77,9 @@ class EmotionClassifier:
         """``{"results": [...], "dominant": {...}}`` for one clip."""
         return self.predict_features([self.prepare(source, sample_rate)])[0]
 
-    def predict_batch(self, sources: Sequence[AudioSource]) -> list[dict]:
-        """Responses for many clips in one exact batch; a bad input raises."""
-        return self.predict_features([self.prepare(source) for source in sources])
+    def predict_batch(self, sources: Sequence[AudioSource], sample_rate: int | None = None) -> list[dict]:
+        """Responses for many clips in one exact batch; a bad input raises.
+
+        ``sample_rate`` applies to every array among ``sources``.
+        """
+        return self.predict_features([self.prepare(source, sample_rate) for source in sources])

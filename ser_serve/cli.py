@@ -7,13 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-REPO_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_DIR / "config.properties"
-DEFAULT_WORKDIR = REPO_DIR / ".serve"
-DEMO_MODEL_DIR = REPO_DIR / "models" / "demo"   # committed: trained on synthetic speech
-TINY_MODEL_DIR = REPO_DIR / "models" / "tiny"   # generated: random init, untrained
-DEFAULT_MODEL_DIR = DEMO_MODEL_DIR if (DEMO_MODEL_DIR / "config.json").exists() else TINY_MODEL_DIR
-DEFAULT_MODEL_STORE = REPO_DIR / "model_store"
+from ser_serve.workspace import BUILD_DIR, DEMO_MODEL_DIR, MODEL_STORE, TINY_MODEL_DIR, WORKDIR, default_model_dir
+
+# The server's settings shipped with the package (loopback, tokens on, management off).
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "engines" / "torchserve" / "defaults" / "config.properties"
 DELEGATED = {
     "loadtest": "run the locust suite headless and write reports (see loadtest --help)",
     "train": "fine-tune on CREMA-D-style parquet data (see train --help)",
@@ -26,9 +23,7 @@ DELEGATED = {
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] and argv[0] in DELEGATED:  # these commands parse their own arguments
-        import importlib
-
-        return importlib.import_module(f"ser_serve.{argv[0]}").main(argv[1:])
+        return _delegate(argv[0])(argv[1:])
     parser = argparse.ArgumentParser(prog="ser-serve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -40,16 +35,16 @@ def main(argv: list[str] | None = None) -> int:
 
     p = commands.add_parser("archive", help="build a .mar from a checkpoint directory")
     p.add_argument("--model-dir", type=Path, required=True)
-    p.add_argument("--out", type=Path, default=DEFAULT_MODEL_STORE)
+    p.add_argument("--out", type=Path, default=MODEL_STORE)
     p.add_argument("--name", default="ser")
-    p.add_argument("--model-config", type=Path, default=None, help="model-config.yaml (default: ser_serve/defaults)")
+    p.add_argument("--model-config", type=Path, default=None, help="model-config.yaml (default: the one shipped in ser_serve/engines/torchserve/defaults)")
     p.set_defaults(run=_archive)
 
     p = commands.add_parser("serve", help="build the archive and run TorchServe in the foreground")
-    p.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    p.add_argument("--model-dir", type=Path, default=None)
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="key file, logs, sample clip")
-    p.add_argument("--model-store", type=Path, default=DEFAULT_MODEL_STORE)
+    p.add_argument("--workdir", type=Path, default=WORKDIR, help="key file, logs, sample clip")
+    p.add_argument("--model-store", type=Path, default=MODEL_STORE)
     p.add_argument("--model-config", type=Path, default=None)
     p.set_defaults(run=_serve)
 
@@ -61,14 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC inference address, e.g. 127.0.0.1:7070")
     p.add_argument("--model", default="ser", help="model name on the server")
     p.add_argument("--token", help="inference token; write --token=VALUE, tokens may start with '-' (default: from --key-file)")
-    p.add_argument("--key-file", type=Path, default=DEFAULT_WORKDIR / "key_file.json")
+    p.add_argument("--key-file", type=Path, default=WORKDIR / "key_file.json")
     p.set_defaults(run=_predict)
 
     for name, help_text in DELEGATED.items():  # listed for --help; main() hands them their arguments
         commands.add_parser(name, help=help_text)
 
     p = commands.add_parser("synth", help="write synthetic emotional-speech parquet splits (train/validation/test)")
-    p.add_argument("--out", type=Path, default=REPO_DIR / "build" / "data")
+    p.add_argument("--out", type=Path, default=BUILD_DIR / "data")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--per-label", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=[400, 25, 50])
     p.set_defaults(run=_synth)
@@ -81,8 +76,27 @@ def main(argv: list[str] | None = None) -> int:
     return args.run(args) or 0
 
 
+def _delegate(command: str):
+    """The ``main`` of a command that lives in the tools or training package."""
+    try:
+        if command == "loadtest":
+            from ser_tools.loadtest import main
+        elif command == "bench":
+            from ser_tools.bench import main
+        elif command == "soak":
+            from ser_tools.soak import main
+        elif command == "train":
+            from ser_train.train import main
+        else:
+            from ser_train.evaluate import main
+    except ImportError as exc:
+        extra = "train" if command in ("train", "evaluate") else ("bench" if command == "bench" else "loadtest")
+        raise SystemExit(f"error: `ser-serve {command}` needs the '{extra}' extra: pip install 'ser-serve[{extra}]' ({exc})")
+    return main
+
+
 def _synth(args) -> None:
-    from .dataset import write_synthetic_dataset
+    from ser_train.dataset import write_synthetic_dataset
 
     counts = dict(zip(("train", "validation", "test"), args.per_label))
     for split, path in write_synthetic_dataset(args.out, args.seed, counts).items():
@@ -90,19 +104,19 @@ def _synth(args) -> None:
 
 
 def _checkpoint(args) -> None:
-    from .checkpoint import make_preset_checkpoint
+    from ser_train.presets import make_preset_checkpoint
 
     make_preset_checkpoint(args.preset, args.out, seed=args.seed)
     print(f"wrote untrained {args.preset} checkpoint to {args.out}")
 
 
 def _archive(args) -> int:
-    from .archive import DEFAULT_MODEL_CONFIG, build_archive
-    from .errors import InvalidCheckpoint
+    from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive
+    from ser_serve.errors import InvalidCheckpoint, InvalidSettings
 
     try:
         path = build_archive(args.model_dir, args.out, args.name, args.model_config or DEFAULT_MODEL_CONFIG)
-    except (InvalidCheckpoint, ValueError) as exc:
+    except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
@@ -110,11 +124,11 @@ def _archive(args) -> int:
 
 
 def _sample(args) -> None:
-    """A synthetic 'happy' utterance from the same voice the demo model was trained on."""
+    """A synthetic 'happy' utterance from the voice the demo model was trained on."""
     import numpy as np
 
-    from .encode import encode
-    from .synth import Speaker, utterance
+    from ser_tools.encode import encode
+    from ser_train.synth import Speaker, utterance
 
     fmt = args.out.suffix.lstrip(".").lower() or "wav"
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,12 +137,27 @@ def _sample(args) -> None:
     print(f"wrote {args.out} (a synthetic 'happy' utterance)")
 
 
+def _write_serve_sample(path: Path) -> str:
+    """The clip `serve` suggests trying: the demo's 'happy' voice, or (without the training extra) a plain voice-like tone."""
+    try:
+        _sample(argparse.Namespace(out=path))
+        return "a synthetic 'happy' utterance"
+    except ImportError:  # scipy (training extra) not installed: the server itself does not need it
+        import soundfile
+
+        from ser_serve.model.calibration import voice
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(path, voice(2.5), 16_000)
+        return "a voice-like test tone"
+
+
 def _predict(args) -> int:
-    from .server import inference_token
+    from ser_serve.clients.auth import inference_token
 
     status = 0
     if args.grpc:
-        from .grpc_client import GrpcClient
+        from ser_serve.clients.grpc import GrpcClient
 
         token = inference_token(args.token, args.key_file)
         with GrpcClient(args.grpc, token) as client:
@@ -147,10 +176,10 @@ def _predict(args) -> int:
             print(json.dumps({"clip": str(clip), "status": answer.status_code, **answer.json()}))
             status = status or (0 if answer.ok else 1)
         return status
-    from . import EmotionClassifier
-    from .errors import SerError, error_response
+    from ser_serve import EmotionClassifier
+    from ser_serve.errors import SerError, error_response
 
-    classifier = EmotionClassifier.from_pretrained(args.model_dir or DEFAULT_MODEL_DIR)
+    classifier = EmotionClassifier.from_pretrained(args.model_dir or default_model_dir())
     for clip in args.clips:
         try:
             print(json.dumps({"clip": str(clip), **classifier.predict(clip)}))
@@ -161,31 +190,33 @@ def _predict(args) -> int:
 
 
 def _serve(args) -> int:
-    from .archive import DEFAULT_MODEL_CONFIG, build_archive
-    from .checkpoint import validate_checkpoint, make_preset_checkpoint
-    from .errors import InvalidCheckpoint
-    from .server import TorchServe
+    from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive
+    from ser_serve.engines.torchserve.server import TorchServe
+    from ser_serve.errors import InvalidCheckpoint, InvalidSettings
+    from ser_serve.model.checkpoint import validate_checkpoint
 
-    model_dir = args.model_dir.resolve()
-    if model_dir == TINY_MODEL_DIR and not model_dir.exists():
+    model_dir = (args.model_dir or default_model_dir()).resolve()
+    if model_dir == TINY_MODEL_DIR.resolve() and not model_dir.exists():
+        from ser_train.presets import make_preset_checkpoint
+
         make_preset_checkpoint("tiny", model_dir)
     try:
         validate_checkpoint(model_dir)
-    except InvalidCheckpoint as exc:
+        archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG)
+    except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if model_dir == TINY_MODEL_DIR:
+    if model_dir == TINY_MODEL_DIR.resolve():
         print("NOTE: serving the built-in 'tiny' checkpoint. It is UNTRAINED (random weights):\n"
               "      its answers are meaningless. Serve your own with MODEL_DIR=/path/to/checkpoint.")
-    elif model_dir == DEMO_MODEL_DIR:
+    elif model_dir == DEMO_MODEL_DIR.resolve():
         print("NOTE: serving the demo model. It was trained on SYNTHETIC speech made by this project\n"
-              "      (ser_serve/synth.py), not on real recordings: it is not a real emotion model.\n"
+              "      (ser_train/synth.py), not on real recordings: it is not a real emotion model.\n"
               "      Serve your own with MODEL_DIR=/path/to/checkpoint.")
-    archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG)
     print(f"built {archive}")
     server = TorchServe(args.config, args.model_store, args.workdir)
-    sample = args.workdir / "sample.wav"
-    _sample(argparse.Namespace(out=sample))
+    sample = args.workdir.resolve() / "sample.wav"
+    sample_kind = _write_serve_sample(sample)
     server.start()
     try:
         print(f"starting TorchServe (log: {server.log_file}) ...", flush=True)
@@ -193,7 +224,7 @@ def _serve(args) -> int:
         token = server.token("inference")
         print(f"\nTorchServe is serving model 'ser' at {server.inference_url} (gRPC {server.grpc_inference_target}).")
         print(f"Inference token: {token}   (management token and key file: {args.workdir / 'key_file.json'})")
-        print("Try it:\n")
+        print(f"Try it with {sample_kind}:\n")
         print(f'  curl -H "Authorization: Bearer {token}" -T {sample} {server.inference_url}/predictions/ser\n')
         print("Press Ctrl-C to stop.", flush=True)
         return server.process.wait()

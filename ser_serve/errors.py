@@ -55,7 +55,10 @@ class Overloaded(SerError):
 
 
 class OutOfMemory(SerError):
-    status = HTTPStatus.INSUFFICIENT_STORAGE
+    # 503, not 507 (a WebDAV storage status): clients, SDK retry policies and
+    # load balancers treat 503 as retryable, and running out of memory for
+    # one batch is a transient overload.
+    status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "out_of_memory"
 
 
@@ -63,6 +66,12 @@ class InvalidCheckpoint(SerError):
     """A model directory that cannot be served; raised at build or load time, not per request."""
 
     code = "invalid_checkpoint"
+
+
+class InvalidSettings(SerError, ValueError):
+    """A model-config.yaml ``ser:`` section that cannot be served; raised at build or load time."""
+
+    code = "invalid_settings"
 
 
 def error_response(exc: BaseException) -> tuple[int, str, dict]:

@@ -1,13 +1,103 @@
-"""Settings sections of model-config.yaml -> frozen dataclasses, refusing unknown keys."""
+"""One validated model of the ``ser:`` section of model-config.yaml.
+
+The same model checks the file when the archive is built (a bad file is
+refused and no archive is written) and again when a worker loads it, so a
+typo can neither pass silently nor crash-loop a worker. Unknown keys are
+refused at every level; every value has a range.
+"""
 
 from __future__ import annotations
 
+from typing import Any
 
-def from_mapping(cls, values: dict | None, what: str):
-    """``cls(**values)``, but a key ``cls`` does not have is an error naming it (typos must not pass silently)."""
-    values = dict(values or {})
-    known = set(cls.__dataclass_fields__)
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"unknown {what}(s) {sorted(unknown)}; known: {sorted(known)}")
-    return cls(**values)
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+
+from ser_serve.errors import InvalidSettings
+
+
+class _Section(BaseModel):
+    # Frozen: settings are read once at load; forbid: a misspelt key is an error.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def from_mapping(cls, values: dict | None, source: str = "model-config.yaml", prefix: str = ""):
+        """Validate ``values`` (None means all defaults); raise :class:`InvalidSettings` naming each bad key."""
+        try:
+            return cls.model_validate(values or {})
+        except ValidationError as exc:
+            raise InvalidSettings(_describe(exc, source, prefix)) from None
+
+
+def _describe(exc: ValidationError, source: str, prefix: str) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join([prefix] * bool(prefix) + [str(part) for part in error["loc"]]) or prefix or "(top level)"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown setting")
+        else:
+            problems.append(f"{key}: {error['msg']} (got {error.get('input')!r})")
+    return f"invalid settings in {source}: " + "; ".join(problems)
+
+
+class AudioLimits(_Section):
+    """Per-request limits, checked cheapest first (ser_serve.audio)."""
+
+    # An encoded upload bigger than this is refused before decoding. 30 s of
+    # 48 kHz stereo 16-bit WAV is 5.8 MB, so 10 MiB leaves room for 24-bit.
+    max_bytes: PositiveInt = 10 * 1024 * 1024
+    # Emotion is judged from utterances of a few seconds; minutes of audio
+    # would monopolise a worker and its memory grows linearly with length.
+    max_seconds: PositiveFloat = 30.0
+    # More than 8 channels is not speech from a microphone we know of.
+    max_channels: PositiveInt = 8
+    # Below 8 kHz speech is unintelligible; above 192 kHz is not a real recording.
+    min_sample_rate: PositiveInt = 8_000
+    max_sample_rate: PositiveInt = 192_000
+
+    @model_validator(mode="after")
+    def _rates_in_order(self):
+        if self.min_sample_rate > self.max_sample_rate:
+            raise ValueError(f"min_sample_rate {self.min_sample_rate} is above max_sample_rate {self.max_sample_rate}")
+        return self
+
+
+class BatchBudget(_Section):
+    """Limits of one forward pass (ser_serve.batching)."""
+
+    # Padded samples per forward pass: 8 clips of 5 s at 16 kHz. Bounds the
+    # activation memory of one pass (it grows linearly in this number).
+    max_batch_samples: PositiveInt = 8 * 5 * 16_000
+    # A group's longest clip may be at most this many times its shortest, so
+    # at most 1 - 1/1.25 = 20 % of a group's transformer work is padding.
+    # Below 1 no two different lengths could ever share a pass.
+    max_padding_ratio: float = Field(1.25, ge=1.0)
+
+
+class GpuSettings(_Section):
+    """Used instead of the CPU settings when the worker has a GPU."""
+
+    batching: BatchBudget = BatchBudget()
+    fp16: bool = False
+    # float16 is kept only if no probability moves more than this against float32.
+    fp16_tolerance: float = Field(1e-3, gt=0.0, le=1.0)
+
+
+class ServeSettings(_Section):
+    """The whole ``ser:`` section."""
+
+    # Intra-op threads per CPU worker; None leaves torch's default (all cores).
+    torch_threads: PositiveInt | None = None
+    limits: AudioLimits = AudioLimits()
+    batching: BatchBudget = BatchBudget()
+    gpu: GpuSettings = GpuSettings()
+
+    @classmethod
+    def from_mapping(cls, values: dict | None, source: str = "model-config.yaml", prefix: str = "ser"):
+        if values is not None and not isinstance(values, dict):
+            raise InvalidSettings(f"invalid settings in {source}: {prefix} must be a mapping, got {type(values).__name__}")
+        return super().from_mapping(values, source, prefix)
+
+
+def settings_from_model_yaml(model_yaml: dict[str, Any] | None, source: str = "model-config.yaml") -> ServeSettings:
+    """The validated ``ser:`` section of a parsed model-config.yaml (defaults where it has none)."""
+    return ServeSettings.from_mapping((model_yaml or {}).get("ser"), source)

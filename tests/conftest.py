@@ -1,16 +1,15 @@
-import sys
+"""Fixtures shared by every test folder: unit/ (no server), engines/ (an engine's adapter in-process),
+integration/ (a real TorchServe on free loopback ports), tools/ (bench, load test, soak), train/."""
+
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "handler"))
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random-init tiny checkpoint, made once per session."""
-    from ser_serve.checkpoint import make_preset_checkpoint
+    from ser_train.presets import make_preset_checkpoint
 
     return make_preset_checkpoint("tiny", tmp_path_factory.mktemp("tiny"))
 
@@ -24,7 +23,7 @@ def classifier(tiny_checkpoint):
 
 def start_server(tmp_path, checkpoint, model_config_overrides=None, properties=None):
     """A started TorchServe for ``checkpoint`` on free loopback ports (see start_on_free_ports)."""
-    from ser_serve.server import start_on_free_ports
+    from ser_serve.engines.torchserve.server import start_on_free_ports
 
     return start_on_free_ports(checkpoint, tmp_path, "ser", model_config_overrides, properties)
 
@@ -39,3 +38,45 @@ def server(tiny_checkpoint, tmp_path_factory):
         yield ts
     finally:
         ts.stop()
+
+
+def serve_try_and_interrupt(command, cwd=None) -> dict:
+    """Run a `ser-serve serve` command, send the clip of the curl line it prints, Ctrl-C it.
+
+    Asserts the answer is a 200, that the command exits 0 on SIGINT and that
+    the server is gone with it; returns the JSON answer.
+    """
+    import re
+    import shlex
+    import signal
+    import subprocess
+
+    import requests
+
+    serve = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in serve.stdout:  # bounded: wait_ready() gives up after 180 s and the command exits
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        output = "".join(lines)
+        found = re.search(r"^\s*(curl .*)$", output, re.M)
+        assert found, output
+        curl = shlex.split(found.group(1))
+        token = curl[curl.index("-H") + 1].removeprefix("Authorization: Bearer ")
+        clip, url = curl[curl.index("-T") + 1], curl[-1]
+        answer = requests.put(url, data=open(clip, "rb").read(), headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=60) == 0
+        try:
+            requests.get(url.replace("/predictions/ser", "/ping"), timeout=5)
+            raise AssertionError("the server still answers after the serve command exited")
+        except requests.ConnectionError:
+            pass
+        return answer.json()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()

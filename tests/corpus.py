@@ -14,8 +14,8 @@ import zipfile
 import numpy as np
 import soundfile
 
-from ser_serve.encode import encode
-from ser_serve.samples import voice
+from ser_tools.encode import encode
+from ser_serve.model.calibration import voice
 
 MiB = 1024 * 1024
 

@@ -1,0 +1,1 @@
+"""Clients of a running server: token resolution and gRPC."""

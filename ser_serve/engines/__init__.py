@@ -1,0 +1,1 @@
+"""Model-server adapters: glue around the runtime core, one package per engine."""

@@ -1,0 +1,115 @@
+"""Build a self-contained TorchServe model archive (.mar) from a checkpoint directory.
+
+The archive holds the runtime core (``ser_serve`` minus the tooling), the
+TorchServe adapter, the checkpoint files, ``model-config.yaml`` and a
+requirements file pinned to the versions this archive was built with, so a
+stock TorchServe with those packages serves it. Nothing else: no CLI, no
+clients, no benchmark, load-test or training code.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from ser_serve.model.checkpoint import CHECKPOINT_FILES, WEIGHT_FILES, validate_checkpoint
+from ser_serve.settings import ServeSettings
+
+PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the ser_serve package
+DEFAULT_MODEL_CONFIG = Path(__file__).resolve().parent / "defaults" / "model-config.yaml"
+# What a worker imports, relative to PACKAGE_DIR: the runtime core and this adapter.
+RUNTIME_FILES = (
+    "__init__.py", "errors.py", "settings.py", "batching.py", "response.py", "classifier.py", "audio", "model",
+    "engines/__init__.py", "engines/torchserve/__init__.py", "engines/torchserve/handler.py",
+    "engines/torchserve/metrics.py",
+)
+# The archive's handler: TorchServe imports it as a top-level module from the archive root.
+ENTRY_MODULE = "ser_handler.py"
+ENTRY_SOURCE = '''"""TorchServe entry point of this archive; the handler is ser_serve.engines.torchserve.handler."""
+
+from ser_serve.engines.torchserve.handler import handle  # noqa: F401
+'''
+# What the handler imports at run time besides torch, which the server owns.
+RUNTIME_PACKAGES = ("transformers", "safetensors", "numpy", "soundfile", "soxr", "av", "pydantic", "pyyaml")
+
+
+def runtime_requirements() -> str:
+    """requirements.txt content pinned to the installed versions of the runtime packages."""
+    return "".join(f"{name}=={metadata.version(name)}\n" for name in RUNTIME_PACKAGES)
+
+
+def load_model_config(path: str | Path) -> dict:
+    """Read a model-config.yaml and validate its ``ser:`` section before anything is packed.
+
+    Raises :class:`ser_serve.errors.InvalidSettings` naming the key and the reason.
+    """
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    ServeSettings.from_mapping(config.get("ser"), source=str(path))
+    return config
+
+
+def copy_runtime(destination: Path) -> Path:
+    """Copy the runtime core and the TorchServe adapter into ``destination/ser_serve``."""
+    target = destination / "ser_serve"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for relative in RUNTIME_FILES:
+        source, copy = PACKAGE_DIR / relative, target / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, copy, ignore=ignore)
+        else:
+            shutil.copy2(source, copy)
+    return target
+
+
+def build_archive(
+    checkpoint_dir: str | Path,
+    export_dir: str | Path = "model_store",
+    model_name: str = "ser",
+    model_config: str | Path = DEFAULT_MODEL_CONFIG,
+    version: str = "1.0",
+    handler: str | Path | None = None,
+) -> Path:
+    """Validate ``checkpoint_dir`` and ``model_config``, write ``<export_dir>/<model_name>.mar``; return its path.
+
+    ``handler`` replaces the archive's entry module with another handler file
+    (the benchmark packs its baselines this way). An invalid checkpoint or
+    settings file raises before anything is written.
+    """
+    from model_archiver.model_packaging import ModelArchiverConfig, package_model
+    from model_archiver.model_packaging_utils import ModelExportUtils
+
+    checkpoint_dir = Path(checkpoint_dir)
+    validate_checkpoint(checkpoint_dir)
+    load_model_config(model_config)
+    export_dir = Path(export_dir)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ser-mar-") as tmp:
+        staging = Path(tmp) / "extra"
+        copy_runtime(staging)
+        checkpoint_out = staging / "checkpoint"
+        checkpoint_out.mkdir()
+        for name in CHECKPOINT_FILES + WEIGHT_FILES:
+            if (checkpoint_dir / name).is_file():
+                shutil.copy2(checkpoint_dir / name, checkpoint_out / name)
+        if handler is None:
+            handler = Path(tmp) / ENTRY_MODULE
+            handler.write_text(ENTRY_SOURCE)
+        requirements = Path(tmp) / "requirements.txt"
+        requirements.write_text(runtime_requirements())
+        config = ModelArchiverConfig(
+            model_name=model_name,
+            handler=str(handler),
+            version=version,
+            extra_files=str(staging),
+            export_path=str(export_dir),
+            requirements_file=str(requirements),
+            config_file=str(model_config),
+            force=True,
+        )
+        package_model(config, manifest=ModelExportUtils.generate_manifest_json(config))
+    return export_dir / f"{model_name}.mar"

@@ -1,0 +1,142 @@
+"""TorchServe adapter: read the request, call the runtime core, map errors.
+
+Each request of a TorchServe batch is decoded and validated on its own; an
+invalid one gets its own status and JSON error body (through
+``context.set_response_status(code, phrase, idx)``) while the valid ones are
+batched and answered with 200. ``handle()`` raises only for failures of the
+whole worker, never because of one request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import torch
+
+from ser_serve.audio import TARGET_SAMPLE_RATE
+from ser_serve.classifier import EmotionClassifier
+from ser_serve.engines.torchserve.metrics import HandlerMetrics
+from ser_serve.errors import UnsupportedMediaType, error_response
+from ser_serve.model.calibration import calibration_clips
+from ser_serve.settings import settings_from_model_yaml
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_SUBDIR = "checkpoint"
+JSON = "application/json"
+# Keys under which TorchServe hands over a body: "data"/"body" for a raw body,
+# the form field name for multipart uploads ("file" by convention).
+BODY_KEYS = ("data", "body", "file", "audio")
+
+
+def request_payload(request: dict) -> bytes:
+    """The uploaded audio bytes of one TorchServe request, or a typed error."""
+    for key in BODY_KEYS:
+        if request.get(key) is not None:
+            value = request[key]
+            break
+    else:
+        value = next((v for v in request.values() if isinstance(v, (bytes, bytearray))), None)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    # TorchServe turns text/* and application/json bodies into str/dict before we see them.
+    raise UnsupportedMediaType(
+        "Send the audio file itself as the request body (e.g. curl -T clip.wav) or as a "
+        "multipart form field named 'file' (curl -F file=@clip.wav), not text or JSON."
+    )
+
+
+class SERHandler:
+    """Speech emotion recognition handler for TorchServe."""
+
+    def __init__(self):
+        self.classifier: EmotionClassifier | None = None
+        self.metrics: HandlerMetrics | None = None
+        self.initialized = False
+
+    def initialize(self, context) -> None:
+        properties = context.system_properties
+        model_dir = properties.get("model_dir")
+        # Validated again here (the archive build already did): a hand-edited
+        # archive must fail with a message naming the key, not a KeyError.
+        settings = settings_from_model_yaml(getattr(context, "model_yaml_config", None), "the archive's model-config.yaml")
+        on_gpu = torch.cuda.is_available() and properties.get("gpu_id") is not None
+        device = f"cuda:{properties['gpu_id']}" if on_gpu else "cpu"
+        budget = settings.gpu.batching if on_gpu else settings.batching
+        if not on_gpu and settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        self.classifier = EmotionClassifier.from_pretrained(
+            os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=settings.limits, budget=budget
+        )
+        if on_gpu and settings.gpu.fp16:
+            tolerance = settings.gpu.fp16_tolerance
+            difference = self.classifier.model.try_half_precision(tolerance, calibration_clips())
+            logger.info("fp16 max probability difference %.2e (tolerance %.0e): running in %s",
+                        difference, tolerance, self.classifier.model.dtype)
+        logger.info(
+            "ser handler ready: labels=%s device=%s dtype=%s threads=%d settings=%s",
+            self.classifier.labels, device, self.classifier.model.dtype, torch.get_num_threads(), settings,
+        )
+        self.metrics = HandlerMetrics(context)
+        self.initialized = True
+
+    def handle(self, data: list[dict], context) -> list[str]:
+        responses: list[str | None] = [None] * len(data)
+        prepared, prepared_indices = [], []
+        self.metrics.record_batch(len(data))
+        for idx, request in enumerate(data):
+            started = time.perf_counter()
+            try:
+                features = self.classifier.prepare(request_payload(request))
+            except Exception as exc:  # one bad upload must not fail its neighbours
+                responses[idx] = self._error(context, idx, exc)
+                continue
+            self.metrics.record_decoded((time.perf_counter() - started) * 1000, len(features) / TARGET_SAMPLE_RATE)
+            prepared.append(features)
+            prepared_indices.append(idx)
+        logger.info("batch of %d: %d valid", len(data), len(prepared))
+        if prepared:
+            try:
+                results = self.classifier.predict_features(prepared)
+            except Exception as exc:
+                logger.exception("inference failed for a batch of %d", len(prepared))
+                results = [exc] * len(prepared)
+            for idx, result in zip(prepared_indices, results):
+                if isinstance(result, Exception):
+                    responses[idx] = self._error(context, idx, result)
+                else:
+                    context.set_response_content_type(idx, JSON)
+                    responses[idx] = json.dumps(result)
+        return responses
+
+    def _error(self, context, idx: int, exc: Exception) -> str:
+        status, phrase, body = error_response(exc)
+        self.metrics.record_rejected(body["error"]["code"])
+        if status >= 500:
+            logger.error("request %s failed", _request_id(context, idx), exc_info=exc)
+        context.set_response_status(status, phrase, idx)
+        context.set_response_content_type(idx, JSON)
+        return json.dumps(body)
+
+
+def _request_id(context, idx: int) -> str:
+    """TorchServe's id of the idx-th request of the batch (falls back to the index)."""
+    try:
+        return str(context.get_request_id(idx))
+    except Exception:
+        return f"#{idx}"
+
+
+_service = SERHandler()
+
+
+def handle(data, context):
+    """Module-level entry point TorchServe calls for initialisation and inference."""
+    if not _service.initialized:
+        _service.initialize(context)
+    if data is None:
+        return None
+    return _service.handle(data, context)

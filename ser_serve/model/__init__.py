@@ -1,0 +1,1 @@
+"""The model: checkpoint validation, loading, exact batched forward, calibration clips."""

@@ -1,0 +1,21 @@
+"""Where the commands read and write by default: folders of the working directory.
+
+``make`` runs the commands from the checkout's root, so these are the
+checkout's ``models/``, ``model_store/``, ``.serve/`` and ``build/``. An
+installed package writes next to its user, never into site-packages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DEMO_MODEL_DIR = Path("models/demo")    # committed: trained on synthetic speech
+TINY_MODEL_DIR = Path("models/tiny")    # generated on demand: random init, untrained
+WORKDIR = Path(".serve")                # key file, logs and the sample clip of `ser-serve serve`
+MODEL_STORE = Path("model_store")       # archives `ser-serve archive/serve` write
+BUILD_DIR = Path("build")               # datasets, clip caches, benchmark and load-test output
+
+
+def default_model_dir() -> Path:
+    """The demo model when the working directory has it, else the untrained tiny checkpoint."""
+    return DEMO_MODEL_DIR if (DEMO_MODEL_DIR / "config.json").exists() else TINY_MODEL_DIR

@@ -1,0 +1,1 @@
+"""Naive TorchServe handlers the benchmark compares the served stack with."""

@@ -1,0 +1,191 @@
+"""Locust suite for a ser-serve (TorchServe) deployment: REST and gRPC users, load shapes, checked answers.
+
+Run through `ser-serve loadtest` (or `make loadtest`), which starts a local
+server when none is given, scrapes its metrics and writes the reports; or run
+locust directly against your deployment:
+
+    locust -f ser_tools/locustfile.py --headless --host http://127.0.0.1:8080 \
+        --token "$TOKEN" --grpc-target 127.0.0.1:7070 --shape steady --shape-users 4 --shape-seconds 60 \
+        RestUser GrpcUser
+
+Name the user classes to run (RestUser, GrpcUser or both); users are shared among them.
+
+Every answer is checked against the response schema: a 200 whose body is
+not a valid prediction counts as a failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from pathlib import Path
+
+from locust import LoadTestShape, User, between, events, task
+from locust.contrib.fasthttp import FastHttpUser
+
+from ser_tools.clipmix import ClipMix, load_or_make_clips
+from ser_serve.response import schema_problems
+from ser_serve.clients.auth import inference_token
+
+STATE = {"clips": [], "audio_seconds": 0.0, "statuses": {}, "requests": 0, "capacity": None, "lock": threading.Lock()}
+
+
+@events.init_command_line_parser.add_listener
+def add_options(parser):
+    group = parser.add_argument_group("ser-serve")
+    group.add_argument("--model", default="ser", help="model name on the server")
+    group.add_argument("--token", default="", help="inference token (or --key-file)")
+    group.add_argument("--key-file", default="", help="TorchServe key_file.json to read the inference token from")
+    group.add_argument("--grpc-target", default="127.0.0.1:7070", help="host:port of the gRPC inference API")
+    group.add_argument("--clip-count", type=int, default=48)
+    group.add_argument("--clip-formats", default="wav=0.4,mp3=0.2,m4a=0.2,flac=0.1,ogg=0.1",
+                       help="format=share,... (shares are normalised)")
+    group.add_argument("--clip-seconds", default="1.3,2.5,5.0", help="min,mean,max clip duration")
+    group.add_argument("--clip-cache", default="build/clips")
+    group.add_argument("--shape", choices=["steady", "step", "spike"], default="steady")
+    group.add_argument("--shape-users", type=int, default=4, help="steady users; spike baseline; step increment")
+    group.add_argument("--shape-seconds", type=float, default=30, help="total duration of the shape")
+    group.add_argument("--step-seconds", type=float, default=10, help="step: time at each user count")
+    group.add_argument("--max-users", type=int, default=32, help="step: stop here; spike: peak users")
+    group.add_argument("--max-requests", type=int, default=10_000, help="stop after this many requests")
+    group.add_argument("--slo-p95-ms", type=float, default=2_000, help="step: stop when p95 breaks it")
+    group.add_argument("--stats-out", default="", help="write audio-seconds, statuses and capacity here (JSON)")
+
+
+def clip_mix(options) -> ClipMix:
+    formats = dict((name, float(share)) for name, share in (item.split("=") for item in options.clip_formats.split(",")))
+    low, mean, high = (float(x) for x in options.clip_seconds.split(","))
+    return ClipMix(count=options.clip_count, formats=formats, min_seconds=low, mean_seconds=mean, max_seconds=high)
+
+
+@events.test_start.add_listener
+def load_clips(environment, **_):
+    # Generated once and cached on disk: never encoded per request.
+    STATE["clips"] = load_or_make_clips(clip_mix(environment.parsed_options), environment.parsed_options.clip_cache)
+
+
+@events.test_stop.add_listener
+def write_stats(environment, **_):
+    path = environment.parsed_options.stats_out
+    if path:
+        Path(path).write_text(json.dumps({k: v for k, v in STATE.items() if k not in ("clips", "lock")}, indent=2))
+
+
+def record(protocol: str, status, seconds: float) -> None:
+    """Count the answer (the shape ends the run once --max-requests have come back)."""
+    with STATE["lock"]:
+        key = f"{protocol} {status}"
+        STATE["statuses"][key] = STATE["statuses"].get(key, 0) + 1
+        STATE["requests"] += 1
+        if status == 200:
+            STATE["audio_seconds"] += seconds
+
+
+class ClipPicker:
+    """Each user walks the shared clip list from its own offset."""
+
+    offsets = itertools.count()
+
+    def __init__(self):
+        self.position = next(self.offsets) * 7
+
+    def next(self):
+        clips = STATE["clips"]
+        self.position += 1
+        return clips[self.position % len(clips)]
+
+
+class RestUser(FastHttpUser):
+    """POSTs a clip body to /predictions/<model> with the bearer token."""
+
+    wait_time = between(0, 0.05)
+
+    def on_start(self):
+        options = self.environment.parsed_options
+        self.picker = ClipPicker()
+        self.headers = {"Authorization": f"Bearer {inference_token(options.token, options.key_file)}"}
+
+    @task
+    def predict(self):
+        clip = self.picker.next()
+        path = f"/predictions/{self.environment.parsed_options.model}"
+        with self.client.post(path, data=clip.data, headers=self.headers, name=f"REST {clip.format}",
+                              catch_response=True) as response:
+            record("rest", response.status_code, clip.seconds)
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+                return
+            try:
+                problems = schema_problems(response.json())
+            except ValueError:
+                problems = ["body is not JSON"]
+            if problems:
+                response.failure("; ".join(problems))
+
+
+class GrpcUser(User):
+    """Calls TorchServe's gRPC Predictions with stubs generated from the server's own proto."""
+
+    wait_time = between(0, 0.05)
+
+    def on_start(self):
+        options = self.environment.parsed_options
+        from ser_serve.clients.grpc import GrpcClient
+
+        self.picker = ClipPicker()
+        self.grpc = GrpcClient(options.grpc_target, inference_token(options.token, options.key_file))
+
+    def on_stop(self):
+        if hasattr(self, "grpc"):
+            self.grpc.close()
+
+    @task
+    def predict(self):
+        import grpc
+
+        clip = self.picker.next()
+        started = time.perf_counter()
+        exception, status, length = None, 200, 0
+        try:
+            body = self.grpc.predict(self.environment.parsed_options.model, clip.data)
+            length = len(json.dumps(body))
+            problems = schema_problems(body)
+            if problems:
+                status = "error-body"
+                exception = AssertionError("; ".join(problems))
+        except grpc.RpcError as error:
+            status, exception = error.code().name, error
+        record("grpc", status, clip.seconds)
+        self.environment.events.request.fire(
+            request_type="gRPC", name=f"gRPC {clip.format}", response_time=(time.perf_counter() - started) * 1000,
+            response_length=length, exception=exception, context={},
+        )
+
+
+class ConfiguredShape(LoadTestShape):
+    """Ends at --shape-seconds or after --max-requests answers, whichever comes first.
+    steady: N users for the duration. step: add N users every --step-seconds until the p95 SLO
+    breaks or --max-users is reached (the last good user count is the capacity). spike: N users,
+    then --max-users for the middle fifth of the duration, then N again."""
+
+    def tick(self):
+        options = self.runner.environment.parsed_options
+        elapsed = self.get_run_time()
+        if elapsed >= options.shape_seconds or STATE["requests"] >= options.max_requests:
+            return None
+        n = options.shape_users
+        if options.shape == "steady":
+            return n, n
+        if options.shape == "spike":
+            in_spike = 0.4 * options.shape_seconds <= elapsed < 0.6 * options.shape_seconds
+            return (options.max_users, options.max_users) if in_spike else (n, n)
+        users = min(options.max_users, n * (1 + int(elapsed // options.step_seconds)))
+        p95 = self.runner.stats.total.get_current_response_time_percentile(0.95) or 0
+        settled = elapsed % options.step_seconds > options.step_seconds / 2
+        if settled and p95 > options.slo_p95_ms:
+            STATE["capacity"] = max(n, users - n)  # the step before the one that broke the SLO
+            return None
+        STATE["capacity"] = users
+        return users, users

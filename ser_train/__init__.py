@@ -1,0 +1,1 @@
+"""Training: synthetic voices, CREMA-D-style datasets, preset checkpoints, train, evaluate."""

@@ -1,0 +1,90 @@
+"""CREMA-D-style parquet data: an ``audio`` struct {bytes, path} and a label column.
+
+This is the Hugging Face datasets audio layout (e.g. ``confit/cremad-parquet``).
+Splits are separate files or one file with a split column; column names are
+configurable. ``ser-serve synth`` writes such files from the synthetic voice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from ser_tools.encode import encode
+from ser_train.synth import EMOTIONS, SAMPLE_RATE, generate
+
+
+@dataclass(frozen=True)
+class Example:
+    audio: bytes
+    label: str
+
+
+def read_examples(path: str | Path, audio_column: str = "audio", label_column: str = "label",
+                  split: str | None = None, split_column: str = "split", id2label: dict | None = None) -> list[Example]:
+    """Examples of one parquet file (rows of ``split`` only, when given).
+
+    Integer labels are mapped through ``id2label`` (the file's own
+    ``ClassLabel`` names are not read; pass the mapping the dataset documents).
+    """
+    table = pq.read_table(path)
+    missing = [c for c in (audio_column, label_column) if c not in table.column_names]
+    if split is not None and split_column not in table.column_names:
+        missing.append(split_column)
+    if missing:
+        raise ValueError(f"{path} has no column(s) {missing}; it has {table.column_names}")
+    rows = table.to_pylist()
+    if split is not None:
+        rows = [row for row in rows if row[split_column] == split]
+    examples = []
+    for row in rows:
+        audio, label = row[audio_column], row[label_column]
+        data = audio["bytes"] if isinstance(audio, dict) else audio
+        if isinstance(label, int):
+            if id2label is None:
+                raise ValueError(f"{path}: integer labels need an id2label mapping")
+            label = id2label[label]
+        examples.append(Example(bytes(data), str(label)))
+    return examples
+
+
+def write_examples(path: str | Path, examples: list[tuple[bytes, str, str]], extra: dict | None = None) -> Path:
+    """Write (audio bytes, file name, label) rows in the HF audio layout."""
+    columns = {
+        "audio": pa.array([{"bytes": data, "path": name} for data, name, _ in examples],
+                          type=pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        "label": pa.array([label for *_, label in examples], type=pa.string()),
+    }
+    for key, values in (extra or {}).items():
+        columns[key] = pa.array(values)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+SPLITS = {"train": 400, "validation": 25, "test": 50}  # clips per label (the demo model's data)
+
+
+def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict | None = None) -> dict[str, Path]:
+    """train/validation/test parquet files of synthetic emotional speech (16 kHz WAV bytes).
+
+    Each split uses its own seed, so speakers and utterances never repeat across splits.
+    """
+    per_label = per_label or SPLITS
+    paths = {}
+    for offset, (split, count) in enumerate(per_label.items()):
+        rows, seconds, f0 = [], [], []
+        clips = generate(count, seed=seed * 1000 + offset)
+        for i, (emotion, samples, duration, speaker) in enumerate(
+                tqdm(clips, total=count * len(EMOTIONS), desc=f"synth {split}", unit="clip")):
+            rows.append((encode(samples, SAMPLE_RATE, "wav"), f"{split}/{i:05d}_{emotion}.wav", emotion))
+            seconds.append(duration)
+            f0.append(round(speaker.base_f0, 1))
+        paths[split] = write_examples(Path(out_dir) / f"{split}.parquet", rows,
+                                      {"seconds": seconds, "speaker_f0": f0})
+    return paths

@@ -1,0 +1,149 @@
+import json
+import shutil
+import zipfile
+
+import pytest
+import yaml
+
+from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive, runtime_requirements
+from ser_train.presets import PRESETS
+from ser_serve.model.checkpoint import validate_checkpoint
+from ser_serve.errors import InvalidCheckpoint, InvalidSettings
+
+
+def copy_checkpoint(source, tmp_path):
+    target = tmp_path / "ckpt"
+    shutil.copytree(source, target)
+    return target
+
+
+def test_preset_checkpoint_is_valid_and_labelled(tiny_checkpoint):
+    config = validate_checkpoint(tiny_checkpoint)
+    assert config["architectures"] == ["Wav2Vec2ForSequenceClassification"]
+    assert list(config["id2label"].values()) == [
+        "angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+def test_base_preset_is_the_wav2vec2_base_architecture():
+    from transformers import Wav2Vec2Config
+
+    config = Wav2Vec2Config(**PRESETS["base"])
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads) == (12, 768, 12)
+    assert config.num_feat_extract_layers == 7 and config.feat_extract_norm == "group"
+    assert config.classifier_proj_size == 256
+
+
+@pytest.mark.parametrize(
+    "remove, message",
+    [("preprocessor_config.json", "preprocessor_config.json is missing"),
+     ("model.safetensors", "weights are missing"),
+     ("config.json", "config.json is missing")],
+)
+def test_incomplete_checkpoint_error_names_what_is_missing(tiny_checkpoint, tmp_path, remove, message):
+    checkpoint = copy_checkpoint(tiny_checkpoint, tmp_path)
+    (checkpoint / remove).unlink()
+    with pytest.raises(InvalidCheckpoint, match=message):
+        validate_checkpoint(checkpoint)
+
+
+def test_checkpoint_without_labels_is_refused(tiny_checkpoint, tmp_path):
+    checkpoint = copy_checkpoint(tiny_checkpoint, tmp_path)
+    config = json.loads((checkpoint / "config.json").read_text())
+    del config["id2label"]
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InvalidCheckpoint, match="no id2label"):
+        validate_checkpoint(checkpoint)
+
+
+def test_other_architecture_is_refused(tiny_checkpoint, tmp_path):
+    checkpoint = copy_checkpoint(tiny_checkpoint, tmp_path)
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["architectures"] = ["Wav2Vec2ForCTC"]
+    (checkpoint / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InvalidCheckpoint, match=r"\['Wav2Vec2ForCTC'\]; expected Wav2Vec2ForSequenceClassification"):
+        validate_checkpoint(checkpoint)
+
+
+def test_archive_is_self_contained(tiny_checkpoint, tmp_path):
+    mar = build_archive(tiny_checkpoint, tmp_path / "store", "ser")
+    with zipfile.ZipFile(mar) as archive:
+        names = set(archive.namelist())
+        manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
+        config = yaml.safe_load(archive.read("model-config.yaml"))
+        requirements = archive.read("requirements.txt").decode()
+    assert {"ser_handler.py", "ser_serve/audio/decode.py", "ser_serve/model/emotion_model.py", "checkpoint/config.json",
+            "checkpoint/model.safetensors", "checkpoint/preprocessor_config.json"} <= names
+    assert manifest["model"]["handler"] == "ser_handler.py"
+    assert {"batchSize", "maxBatchDelay", "minWorkers", "maxWorkers"} <= config.keys()
+    assert "limits" in config["ser"]
+    assert requirements == runtime_requirements() and "transformers==" in requirements
+
+
+def test_archive_carries_the_runtime_core_the_adapter_and_the_checkpoint_and_nothing_else(tiny_checkpoint, tmp_path):
+    mar = build_archive(tiny_checkpoint, tmp_path / "store", "ser")
+    with zipfile.ZipFile(mar) as archive:
+        names = sorted(name for name in archive.namelist() if not name.endswith("/"))
+    code = [name for name in names if name.endswith(".py")]
+    runtime_core = {"ser_serve/__init__.py", "ser_serve/errors.py", "ser_serve/settings.py", "ser_serve/batching.py",
+                    "ser_serve/response.py", "ser_serve/classifier.py"}
+    adapter = {"ser_serve/engines/__init__.py", "ser_serve/engines/torchserve/__init__.py",
+               "ser_serve/engines/torchserve/handler.py", "ser_serve/engines/torchserve/metrics.py"}
+    packages = ("ser_serve/audio/", "ser_serve/model/")
+    assert set(code) - {"ser_handler.py"} == runtime_core | adapter | {n for n in code if n.startswith(packages)}
+    assert {"ser_serve/audio/decode.py", "ser_serve/model/checkpoint.py"} <= set(code)
+    other = [name for name in names if not name.endswith(".py")]
+    assert other == ["MAR-INF/MANIFEST.json", "checkpoint/config.json", "checkpoint/model.safetensors",
+                     "checkpoint/preprocessor_config.json", "model-config.yaml", "requirements.txt"]
+    for absent in ("ser_serve/cli.py", "ser_serve/engines/torchserve/archive.py", "ser_serve/engines/torchserve/server.py",
+                   "ser_serve/clients/grpc.py", "ser_tools/bench.py", "ser_train/train.py"):
+        assert absent not in names
+
+
+def test_archive_entry_module_imports_the_packaged_handler(tiny_checkpoint, tmp_path):
+    """TorchServe imports ser_handler.py from the extracted archive: it must find the handler there alone."""
+    import subprocess
+    import sys
+
+    mar = build_archive(tiny_checkpoint, tmp_path / "store", "ser")
+    extracted = tmp_path / "extracted"
+    with zipfile.ZipFile(mar) as archive:
+        archive.extractall(extracted)
+    # The extracted folder first on sys.path, as TorchServe puts the model directory.
+    probe = ("import sys; sys.path.insert(0, '.'); import ser_handler, ser_serve; "
+             "print(ser_handler.handle.__module__, ser_serve.__file__)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=extracted, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    module, package_file = result.stdout.split()
+    assert module == "ser_serve.engines.torchserve.handler"
+    assert package_file.startswith(str(extracted))
+
+
+def test_misspelt_setting_is_refused_at_archive_time_and_no_archive_is_written(tiny_checkpoint, tmp_path):
+    config = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+    config["ser"]["batching"]["max_padding_ration"] = 2.0
+    path = tmp_path / "model-config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(InvalidSettings, match=r"ser\.batching\.max_padding_ration: unknown setting"):
+        build_archive(tiny_checkpoint, tmp_path / "store", "ser", path)
+    assert not (tmp_path / "store").exists()
+
+
+def test_archive_command_names_the_bad_key_and_exits_non_zero(tiny_checkpoint, tmp_path, capsys):
+    from ser_serve.cli import main
+
+    config = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+    config["ser"]["limits"]["max_seconds"] = -5
+    path = tmp_path / "model-config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code = main(["archive", "--model-dir", str(tiny_checkpoint), "--out", str(tmp_path / "store"), "--model-config", str(path)])
+    assert code == 2
+    assert "ser.limits.max_seconds: Input should be greater than 0 (got -5)" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
+
+
+def test_archive_of_invalid_directory_fails_and_writes_nothing(tmp_path):
+    (tmp_path / "not-a-model").mkdir()
+    (tmp_path / "not-a-model" / "readme.txt").write_text("hello")
+    with pytest.raises(InvalidCheckpoint, match="config.json is missing"):
+        build_archive(tmp_path / "not-a-model", tmp_path / "store", "ser")
+    assert not (tmp_path / "store").exists()

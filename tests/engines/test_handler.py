@@ -1,0 +1,126 @@
+"""The TorchServe handler, driven in-process through TorchServe's own Context class."""
+
+import json
+
+import pytest
+from ts.context import Context, RequestProcessor
+
+from ser_serve.engines.torchserve import handler as ser_handler
+from ser_serve.model.calibration import voice
+from ser_tools.encode import encode
+
+
+def make_context(mar_dir, batch_size=8, model_yaml_config=None):
+    context = Context("ser", str(mar_dir), {"model": {"handler": "ser_handler.py"}}, batch_size, None, "0.12.0",
+                      model_yaml_config=model_yaml_config or {"ser": {"limits": {"max_seconds": 10}}})
+    return context
+
+
+def set_batch(context, size):
+    context.request_processor = [RequestProcessor({}) for _ in range(size)]
+
+
+@pytest.fixture(scope="module")
+def mar_dir(tiny_checkpoint, tmp_path_factory):
+    """What TorchServe extracts from the archive: here only the checkpoint/ part matters."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("mar")
+    shutil.copytree(tiny_checkpoint, root / "checkpoint")
+    return root
+
+
+@pytest.fixture(scope="module")
+def handler(mar_dir):
+    service = ser_handler.SERHandler()
+    service.initialize(make_context(mar_dir))
+    return service
+
+
+def test_bad_items_get_their_own_status_and_neighbours_succeed(handler, mar_dir, classifier):
+    good_wav = encode(voice(1.0, 16_000, seed=1), 16_000, "wav")
+    good_mp3 = encode(voice(2.0, 44_100, 2, seed=2), 44_100, "mp3")
+    batch = [
+        {"data": good_wav},
+        {"body": bytearray(b"definitely not audio")},
+        {"file": good_mp3},                              # multipart field
+        {"body": b""},
+        {"body": {"json": "object"}},                     # TorchServe decodes application/json bodies
+        {"data": encode(voice(12.0, 8_000), 8_000, "flac")},  # over the 10 s limit configured above
+    ]
+    context = make_context(mar_dir)
+    set_batch(context, len(batch))
+    responses = handler.handle(batch, context)
+    statuses = [context.get_response_status(i)[0] for i in range(len(batch))]
+    bodies = [json.loads(r) for r in responses]
+
+    assert statuses == [200, 415, 200, 400, 415, 413]
+    assert [b.get("error", {}).get("code") for b in bodies] == [
+        None, "unsupported_media_type", None, "empty_input", "unsupported_media_type", "audio_too_long"]
+    assert bodies[0] == classifier.predict(good_wav)
+    assert bodies[2] == classifier.predict(good_mp3)
+    assert all(context.get_response_content_type(i) == "application/json" for i in range(len(batch)))
+
+
+def test_module_entry_point_initialises_once_and_answers(mar_dir, monkeypatch):
+    monkeypatch.setattr(ser_handler, "_service", ser_handler.SERHandler())
+    context = make_context(mar_dir)
+    assert ser_handler.handle(None, context) is None  # TorchServe's initialisation call
+    set_batch(context, 1)
+    (answer,) = ser_handler.handle([{"data": encode(voice(0.5), 16_000, "ogg")}], context)
+    body = json.loads(answer)
+    assert len(body["results"]) == 8
+    assert sum(r["score"] for r in body["results"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_inference_failure_answers_every_valid_item_with_json_error(handler, mar_dir, monkeypatch):
+    def broken(features):
+        raise RuntimeError("simulated kernel failure")
+
+    monkeypatch.setattr(handler.classifier, "predict_features", broken)
+    context = make_context(mar_dir)
+    set_batch(context, 2)
+    responses = handler.handle([{"data": encode(voice(0.5), 16_000, "wav")}, {"data": b"junk"}], context)
+    assert [context.get_response_status(i)[0] for i in range(2)] == [500, 415]
+    assert json.loads(responses[0])["error"]["code"] == "internal_error"
+
+
+def test_unknown_limit_in_model_config_fails_initialisation(mar_dir):
+    with pytest.raises(ValueError, match="max_secs"):
+        ser_handler.SERHandler().initialize(make_context(mar_dir, model_yaml_config={"ser": {"limits": {"max_secs": 1}}}))
+
+
+def test_handler_emits_decode_audio_batch_and_rejection_metrics(mar_dir, caplog):
+    """Metrics go through TorchServe's real metric cache, which logs them for the frontend to export."""
+    import logging
+    from pathlib import Path
+
+    import ts
+    from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+
+    cache = MetricsCacheYamlImpl(str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
+    cache.initialize_cache()
+    context = make_context(mar_dir, batch_size=4)
+    context.metrics = cache
+    context.model_name = "ser"
+    service = ser_handler.SERHandler()
+    service.initialize(context)
+    set_batch(context, 2)
+    with caplog.at_level(logging.INFO):
+        service.handle([{"data": encode(voice(1.5), 16_000, "wav")}, {"data": b"junk"}], context)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[METRICS]")]
+    by_name = {line.split("[METRICS]")[1].split(".")[0]: line for line in lines}
+    assert {"SerDecodeMs", "SerDecodedRequests", "SerAudioSeconds", "SerRejectedRequests", "SerBatches",
+            "SerBatchFill"} <= set(by_name)
+    assert ":1.5|" in by_name["SerAudioSeconds"]
+    assert ":50.0|" in by_name["SerBatchFill"]  # 2 requests of a batch size of 4
+    assert "Code:unsupported_media_type" in by_name["SerRejectedRequests"]
+
+
+def test_worker_refuses_a_misspelt_setting_by_name(mar_dir):
+    from ser_serve.errors import InvalidSettings
+
+    service = ser_handler.SERHandler()
+    with pytest.raises(InvalidSettings, match=r"ser\.batching\.max_padding_ration: unknown setting"):
+        service.initialize(make_context(mar_dir, model_yaml_config={"ser": {"batching": {"max_padding_ration": 2}}}))
+    assert not service.initialized

@@ -1,0 +1,39 @@
+"""The benchmark's code path, run small (tiny model, a few clips) so it cannot rot unnoticed.
+
+This asserts what the benchmark reports, not how fast anything is.
+"""
+
+import json
+
+import pytest
+
+from ser_tools import bench
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_path):
+    args = bench.parse_args(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "out"),
+                             "--clips", "6", "--concurrency", "3", "--latency-requests", "3",
+                             "--stage-seconds", "60", "--cache-dir", str(tmp_path / "clips")])
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        report = bench.run(args)
+    finally:
+        torch.set_num_threads(threads)  # bench.run leaves the cores to the server it starts
+    assert set(report["served"]) == {"ser", "ref_b1", "padded"}
+    for name, result in report["served"].items():
+        assert result["loaded"]["statuses"] == {"200": 6}, name
+        assert result["concurrency_1"]["statuses"] == {"200": 3}, name
+        assert result["loaded"]["audio_s_per_s"] > 0
+        assert result["loaded"]["p50_ms"] <= result["loaded"]["p99_ms"]
+    assert report["model_only"]["batched"]["audio_s_per_s"] > 0
+    assert set(report["targets"]) == {"served_vs_ceiling", "served_vs_padded", "c1_p50_minus_single_forward_ms"}
+    assert json.loads((tmp_path / "out" / "bench.json").read_text()) == report
+    table = (tmp_path / "out" / "bench.md").read_text()
+    assert "| ser: ours" in table and "| padded: baseline" in table
+    assert (tmp_path / "out" / "bench.png").stat().st_size > 10_000
+    # The clip mix is generated once and read back from the cache afterwards.
+    assert len(list((tmp_path / "clips").glob("*/*.*"))) == 7  # 6 clips + index.json

@@ -1,0 +1,110 @@
+"""Synthetic data, training and evaluation (issue: a trained demo model)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ser_train import evaluate, train
+from ser_train.dataset import read_examples, write_examples, write_synthetic_dataset
+from ser_train.synth import EMOTIONS, Speaker, generate, utterance
+
+
+def test_generator_is_deterministic_for_a_seed():
+    first = [(e, x.tobytes()) for e, x, *_ in generate(2, seed=7)]
+    again = [(e, x.tobytes()) for e, x, *_ in generate(2, seed=7)]
+    other = [(e, x.tobytes()) for e, x, *_ in generate(2, seed=8)]
+    assert first == again
+    assert first != other
+
+
+def test_generator_covers_all_labels_with_durations_of_one_to_five_seconds():
+    clips = list(generate(6, seed=1))
+    assert sorted({e for e, *_ in clips}) == sorted(EMOTIONS)
+    for emotion, samples, seconds, speaker in clips:
+        assert 1.0 <= seconds <= 5.0
+        assert len(samples) == int(seconds * 16_000)
+        assert np.isfinite(samples).all() and np.abs(samples).max() <= 1.0
+
+
+def test_prosody_follows_the_emotion_for_the_same_speaker():
+    import librosa
+
+    speaker = Speaker(base_f0=120.0, tract_scale=1.0)
+
+    def measure(emotion):
+        x = utterance(emotion, 3.0, speaker, np.random.default_rng(0), snr_db=40)
+        f0 = librosa.yin(x, fmin=60, fmax=600, sr=16_000)
+        return np.median(f0), np.sqrt(np.mean(x**2))
+
+    angry_f0, angry_rms = measure("angry")
+    sad_f0, sad_rms = measure("sad")
+    assert angry_f0 > 1.3 * sad_f0  # angry: high pitch; sad: low
+    assert angry_rms > 2 * sad_rms  # angry: loud; sad: quiet
+
+
+def test_parquet_round_trip_in_the_hf_audio_layout(tmp_path):
+    rows = [(b"RIFF-one", "a.wav", "happy"), (b"RIFF-two", "b.wav", "sad")]
+    path = write_examples(tmp_path / "d.parquet", rows, {"split": ["train", "test"]})
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(path).schema.field("audio").type.names == ["bytes", "path"]
+    assert [(e.audio, e.label) for e in read_examples(path)] == [(b"RIFF-one", "happy"), (b"RIFF-two", "sad")]
+    assert [e.label for e in read_examples(path, split="test")] == ["sad"]
+
+
+def test_integer_labels_and_custom_column_names(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"speech": [{"bytes": b"x", "path": "x.wav"}], "emotion_id": [3]})
+    pq.write_table(table, tmp_path / "ints.parquet")
+    examples = read_examples(tmp_path / "ints.parquet", "speech", "emotion_id", id2label={3: "fear"})
+    assert examples[0].label == "fear"
+    with pytest.raises(ValueError, match=r"no column\(s\) \['audio', 'label'\]; it has \['speech', 'emotion_id'\]"):
+        read_examples(tmp_path / "ints.parquet")
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("data"), seed=3, per_label={"train": 4, "validation": 1, "test": 2})
+
+
+def test_a_few_training_steps_lower_the_loss_and_save_a_loadable_checkpoint(small_dataset, tmp_path):
+    from ser_serve import EmotionClassifier
+    from ser_serve.model.checkpoint import validate_checkpoint
+
+    out = tmp_path / "model"
+    summary = train.train(train.parse_args([
+        "--train", str(small_dataset["train"]), "--validation", str(small_dataset["validation"]),
+        "--preset", "tiny", "--out", str(out), "--epochs", "6", "--batch-size", "8", "--lr", "2e-3",
+        "--warmup-steps", "2", "--crop-seconds", "1.0"]))
+    losses = [h["train_loss"] for h in summary["history"]]
+    assert losses[-1] < losses[0]
+    validate_checkpoint(out)
+    classifier = EmotionClassifier.from_pretrained(out)
+    assert sorted(classifier.labels) == sorted(EMOTIONS)
+    assert json.loads((out / "training_log.json").read_text())["best_val_accuracy"] >= 0
+
+
+def test_evaluation_reports_accuracy_f1_and_confusion_matrix(small_dataset, tiny_checkpoint, tmp_path):
+    result = evaluate.evaluate(evaluate.parse_args([
+        "--data", str(small_dataset["test"]), "--model-dir", str(tiny_checkpoint), "--out", str(tmp_path)]))
+    matrix = np.array(result["confusion_matrix"])
+    assert matrix.sum() == result["examples"] == 16
+    assert result["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
+    assert set(result["per_class_f1"]) == set(result["labels"])
+    assert result["macro_f1"] == pytest.approx(np.mean(list(result["per_class_f1"].values())))
+    assert (tmp_path / "confusion.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "report.json").read_text())["accuracy"] == result["accuracy"]
+
+
+@pytest.mark.integration
+def test_evaluation_against_a_live_server_equals_in_process(small_dataset, tiny_checkpoint, server, tmp_path):
+    local = evaluate.evaluate(evaluate.parse_args([
+        "--data", str(small_dataset["test"]), "--model-dir", str(tiny_checkpoint), "--out", str(tmp_path / "local")]))
+    remote = evaluate.evaluate(evaluate.parse_args([
+        "--data", str(small_dataset["test"]), "--url", server.inference_url, f"--token={server.token()}",
+        "--out", str(tmp_path / "remote")]))
+    for key in ("accuracy", "macro_f1", "per_class_f1", "confusion_matrix", "labels"):
+        assert remote[key] == local[key], key

@@ -1,0 +1,188 @@
+import numpy as np
+import pytest
+import soundfile
+
+from ser_serve.model.calibration import voice
+from ser_serve.audio import (
+    AudioLimits,
+    decode,
+    load_waveform,
+    sniff_format,
+    to_mono_16k,
+)
+from ser_tools.encode import ENCODABLE_FORMATS, encode
+from ser_serve.errors import (
+    AudioTooLong,
+    EmptyInput,
+    InvalidAudio,
+    PayloadTooLarge,
+    UndecodableAudio,
+    UnsupportedMediaType,
+)
+
+# The container each encoder's output must be recognised as.
+EXPECTED_CONTAINER = {"wav": "wav", "flac": "flac", "ogg": "ogg", "opus": "ogg", "mp3": "mp3", "m4a": "m4a"}
+# Lossy codecs add encoder delay/padding; the decoded length may differ by this many frames.
+LENGTH_SLACK = {"wav": 0, "flac": 0, "ogg": 0, "opus": 0, "mp3": 2_400, "m4a": 2_100}
+
+
+@pytest.mark.parametrize("fmt", ENCODABLE_FORMATS)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_every_format_decodes_to_its_rate_channels_and_length(fmt, channels):
+    rate = 48_000
+    samples = voice(1.2, rate, channels)
+    decoded = decode(encode(samples, rate, fmt))
+    assert decoded.format == EXPECTED_CONTAINER[fmt]
+    assert decoded.sample_rate == rate
+    assert decoded.samples.shape[1] == channels
+    assert decoded.samples.dtype == np.float32
+    assert abs(decoded.samples.shape[0] - len(samples)) <= LENGTH_SLACK[fmt]
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_lossless_formats_round_trip_samples(fmt):
+    samples = voice(0.5, 22_050, 2)
+    decoded = decode(encode(samples, 22_050, fmt))
+    np.testing.assert_allclose(decoded.samples, samples, atol=1 / 2**15)
+
+
+@pytest.mark.parametrize("fmt", ["ogg", "opus", "mp3", "m4a"])
+def test_lossy_formats_keep_the_waveform_recognisable(fmt):
+    rate = 48_000
+    samples = voice(1.0, rate)
+    waveform = load_waveform(encode(samples, rate, fmt))
+    reference = to_mono_16k(samples[:, None], rate)
+    # Lossy codecs shift samples by their delay; compare spectra, not samples.
+    n = min(len(waveform), len(reference))
+    spectrum = np.abs(np.fft.rfft(waveform[:n]))
+    reference_spectrum = np.abs(np.fft.rfft(reference[:n]))
+    assert np.corrcoef(spectrum, reference_spectrum)[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT"])
+def test_wav_sample_widths_decode_to_the_same_signal(subtype):
+    samples = voice(0.3, 16_000)
+    decoded = decode(encode(samples, 16_000, "wav", subtype=subtype))
+    tolerance = 1 / 2**7 if subtype == "PCM_U8" else 1 / 2**15
+    np.testing.assert_allclose(decoded.samples[:, 0], samples, atol=tolerance)
+
+
+def test_downmix_averages_channels():
+    left = np.full(16_000, 0.5, dtype=np.float32)
+    right = np.full(16_000, -0.1, dtype=np.float32)
+    mono = to_mono_16k(np.stack([left, right], axis=1), 16_000)
+    np.testing.assert_allclose(mono, 0.2, atol=1e-7)
+
+
+@pytest.mark.parametrize("rate", [8_000, 22_050, 44_100, 48_000])
+def test_resampling_gives_16k_length_and_keeps_a_tone(rate):
+    t = np.arange(rate) / rate  # one second
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    mono = to_mono_16k(tone[:, None], rate)
+    assert len(mono) == 16_000
+    peak_hz = np.argmax(np.abs(np.fft.rfft(mono))) * 16_000 / len(mono)
+    assert abs(peak_hz - 440) <= 1
+
+
+def test_clip_shorter_than_100ms_is_zero_padded_to_one_second():
+    short = voice(0.05, 16_000)
+    mono = to_mono_16k(short[:, None], 16_000)
+    assert len(mono) == 16_000
+    np.testing.assert_array_equal(mono[: len(short)], short)
+    assert not mono[len(short):].any()
+
+
+def test_clip_of_100ms_or_more_is_not_padded():
+    clip = voice(0.1, 16_000)
+    assert len(to_mono_16k(clip[:, None], 16_000)) == 1_600
+
+
+@pytest.mark.parametrize(
+    "data, fmt",
+    [(b"RIFF\x00\x00\x00\x00WAVEfmt ", "wav"), (b"fLaC\x00", "flac"), (b"OggS\x00", "ogg"),
+     (b"ID3\x04", "mp3"), (b"\xff\xfb\x90\x00", "mp3"), (b"\x00\x00\x00\x20ftypM4A ", "m4a")],
+)
+def test_format_is_sniffed_from_magic_bytes(data, fmt):
+    assert sniff_format(data) == fmt
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"hello, this is text", b"\x89PNG\r\n\x1a\n" + bytes(64), b"PK\x03\x04" + bytes(64), b"\xff\xf1\x50\x80"],
+    ids=["text", "png", "zip", "adts-aac"],
+)
+def test_non_audio_is_refused_as_unsupported_media(data):
+    with pytest.raises(UnsupportedMediaType, match="wav, flac, ogg, mp3, m4a"):
+        decode(data)
+
+
+def test_empty_body_is_refused():
+    with pytest.raises(EmptyInput, match="empty"):
+        decode(b"")
+
+
+def test_upload_over_byte_limit_is_refused_before_decoding():
+    data = encode(voice(1.0), 16_000, "wav")
+    with pytest.raises(PayloadTooLarge, match="limit is 1,000 bytes"):
+        decode(data, AudioLimits(max_bytes=1_000))
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "mp3", "m4a"])
+def test_audio_over_duration_limit_is_refused(fmt):
+    data = encode(voice(3.0, 16_000), 16_000, fmt)
+    with pytest.raises(AudioTooLong, match="limit is 2 s|longer than the 2 s limit"):
+        decode(data, AudioLimits(max_seconds=2.0))
+
+
+def test_wav_header_claiming_hours_is_refused_as_truncated_without_allocating():
+    data = bytearray(encode(voice(0.2), 16_000, "wav"))
+    data[40:44] = (2**31 - 2).to_bytes(4, "little")  # data chunk size: ~19 hours of 16 kHz 16-bit
+    with pytest.raises(UndecodableAudio, match="truncated: its header announces 2,147,483,646 bytes"):
+        decode(bytes(data))
+
+
+def test_streamed_wav_with_unknown_length_is_accepted():
+    data = bytearray(encode(voice(0.2), 16_000, "wav"))
+    data[40:44] = (0xFFFFFFFF).to_bytes(4, "little")  # what a writer on a pipe leaves
+    assert decode(bytes(data)).samples.shape == (3_200, 1)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "m4a"])
+def test_truncated_files_are_refused(fmt):
+    data = encode(voice(2.0, 16_000), 16_000, fmt)
+    with pytest.raises((UndecodableAudio, InvalidAudio), match="truncated|could not be decoded|no audio"):
+        decode(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "m4a"])
+def test_garbage_after_magic_bytes_is_undecodable(fmt):
+    magic = encode(voice(0.5), 16_000, fmt)[:12]
+    with pytest.raises(UndecodableAudio, match=f"The {fmt} file could not be decoded"):
+        decode(magic + bytes(range(256)) * 4)
+
+
+def test_nan_samples_are_refused():
+    samples = voice(0.5)
+    samples[100] = np.nan
+    with pytest.raises(InvalidAudio, match="NaN"):
+        decode(encode(samples, 16_000, "wav", subtype="FLOAT"))
+
+
+def test_too_many_channels_are_refused():
+    data = encode(np.zeros((1_600, 9), dtype=np.float32), 16_000, "wav")
+    with pytest.raises(InvalidAudio, match="9 channels; at most 8"):
+        decode(data)
+
+
+def test_sample_rate_outside_accepted_range_is_refused():
+    import io
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.zeros(400, dtype=np.float32), 4_000, format="WAV")
+    with pytest.raises(InvalidAudio, match="4000 Hz"):
+        decode(buffer.getvalue())
+
+
+def test_audio_limits_reject_unknown_keys():
+    with pytest.raises(ValueError, match="max_second"):
+        AudioLimits.from_mapping({"max_second": 3})

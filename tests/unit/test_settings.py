@@ -1,0 +1,54 @@
+"""The ser: section of model-config.yaml: one model, unknown keys and bad values refused by name."""
+
+import pytest
+import yaml
+
+from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG
+from ser_serve.errors import InvalidSettings
+from ser_serve.settings import AudioLimits, BatchBudget, ServeSettings, settings_from_model_yaml
+
+
+def test_shipped_model_config_is_valid_and_read_in_full():
+    settings = settings_from_model_yaml(yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text()))
+    assert settings.torch_threads == 2
+    assert settings.limits.max_seconds == 30.0
+    assert settings.batching == BatchBudget(max_batch_samples=640_000, max_padding_ratio=1.25)
+    assert settings.gpu.batching.max_padding_ratio == 4.0 and settings.gpu.fp16 is False
+
+
+def test_missing_section_means_defaults():
+    assert settings_from_model_yaml({}) == ServeSettings()
+    assert settings_from_model_yaml(None).limits == AudioLimits()
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"torch_thread": 2}, r"ser\.torch_thread: unknown setting"),
+        ({"batching": {"max_batch_sample": 1}}, r"ser\.batching\.max_batch_sample: unknown setting"),
+        ({"gpu": {"fp_16": True}}, r"ser\.gpu\.fp_16: unknown setting"),
+        ({"gpu": {"batching": {"ratio": 2}}}, r"ser\.gpu\.batching\.ratio: unknown setting"),
+        ({"limits": {"max_second": 5}}, r"ser\.limits\.max_second: unknown setting"),
+        ({"limits": {"max_seconds": -5}}, r"ser\.limits\.max_seconds: Input should be greater than 0 \(got -5\)"),
+        ({"batching": {"max_padding_ratio": 0.5}}, r"ser\.batching\.max_padding_ratio: Input should be greater than or equal to 1"),
+        ({"torch_threads": 0}, r"ser\.torch_threads: Input should be greater than 0"),
+        ({"gpu": {"fp16_tolerance": 0}}, r"ser\.gpu\.fp16_tolerance: Input should be greater than 0"),
+        ({"limits": {"max_bytes": "lots"}}, r"ser\.limits\.max_bytes: Input should be a valid integer"),
+        ({"limits": {"min_sample_rate": 48_000, "max_sample_rate": 16_000}}, r"min_sample_rate 48000 is above max_sample_rate 16000"),
+        ("fast", r"ser must be a mapping, got str"),
+    ],
+)
+def test_bad_setting_is_refused_with_the_key_and_the_reason(section, message):
+    with pytest.raises(InvalidSettings, match=message):
+        settings_from_model_yaml({"ser": section}, "model-config.yaml")
+
+
+def test_every_problem_is_named_at_once():
+    with pytest.raises(InvalidSettings) as caught:
+        settings_from_model_yaml({"ser": {"torch_thread": 2, "limits": {"max_seconds": 0}}})
+    assert "ser.torch_thread" in str(caught.value) and "ser.limits.max_seconds" in str(caught.value)
+
+
+def test_settings_are_frozen():
+    with pytest.raises(Exception):
+        ServeSettings().limits.max_seconds = 1.0
