@@ -22,6 +22,7 @@ from pathlib import Path
 from ser_serve.clients.auth import inference_token
 from ser_serve.engines.torchserve.server import TorchServe, start_on_free_ports
 from ser_serve.workspace import BUILD_DIR, TINY_MODEL_DIR, default_model_dir
+from ser_tools import load_options as defaults
 from ser_tools.promscrape import MetricsRecorder
 
 LOCUSTFILE = Path(__file__).resolve().with_name("locustfile.py")
@@ -43,18 +44,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     load = parser.add_argument_group("load")
     load.add_argument("--protocol", choices=["rest", "grpc", "both"], default="both")
     load.add_argument("--shape", choices=["steady", "step", "spike"], default="steady")
-    load.add_argument("--users", dest="shape_users", type=int, default=4,
+    load.add_argument("--users", dest="shape_users", type=int, default=defaults.SHAPE_USERS,
                       help="steady users; step increment; spike baseline")
-    load.add_argument("--seconds", dest="shape_seconds", type=float, default=30, help="duration of the shape")
-    load.add_argument("--step-seconds", type=float, default=10)
-    load.add_argument("--max-users", type=int, default=32, help="step ceiling; spike peak")
-    load.add_argument("--max-requests", type=int, default=2_000)
-    load.add_argument("--clip-count", type=int, default=48)
-    load.add_argument("--clip-formats", default="wav=0.4,mp3=0.2,m4a=0.2,flac=0.1,ogg=0.1")
-    load.add_argument("--clip-seconds", default="1.3,2.5,5.0", help="min,mean,max")
+    load.add_argument("--seconds", dest="shape_seconds", type=float, default=defaults.SHAPE_SECONDS, help="duration of the shape")
+    load.add_argument("--step-seconds", type=float, default=defaults.STEP_SECONDS)
+    load.add_argument("--max-users", type=int, default=defaults.MAX_USERS, help="step ceiling; spike peak")
+    load.add_argument("--max-requests", type=int, default=defaults.MAX_REQUESTS)
+    load.add_argument("--clip-count", type=int, default=defaults.CLIP_COUNT)
+    load.add_argument("--clip-formats", default=defaults.CLIP_FORMATS)
+    load.add_argument("--clip-seconds", default=defaults.CLIP_SECONDS, help="min,mean,max")
     load.add_argument("--clip-cache", default=str(BUILD_DIR / "clips"))
     slo = parser.add_argument_group("SLOs (the run fails when one is broken)")
-    slo.add_argument("--slo-p95-ms", type=float, default=5_000)
+    slo.add_argument("--slo-p95-ms", type=float, default=defaults.SLO_P95_MS)
     slo.add_argument("--slo-p99-ms", type=float, default=10_000)
     slo.add_argument("--slo-error-rate", type=float, default=0.0, help="largest accepted failure share")
     slo.add_argument("--slo-min-rps", type=float, default=0.0, help="smallest accepted requests/s")

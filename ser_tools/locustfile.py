@@ -25,6 +25,7 @@ from pathlib import Path
 from locust import LoadTestShape, User, between, events, task
 from locust.contrib.fasthttp import FastHttpUser
 
+from ser_tools import load_options as defaults
 from ser_tools.clipmix import ClipMix, load_or_make_clips
 from ser_serve.response import schema_problems
 from ser_serve.clients.auth import inference_token
@@ -39,25 +40,23 @@ def add_options(parser):
     group.add_argument("--token", default="", help="inference token (or --key-file)")
     group.add_argument("--key-file", default="", help="TorchServe key_file.json to read the inference token from")
     group.add_argument("--grpc-target", default="127.0.0.1:7070", help="host:port of the gRPC inference API")
-    group.add_argument("--clip-count", type=int, default=48)
-    group.add_argument("--clip-formats", default="wav=0.4,mp3=0.2,m4a=0.2,flac=0.1,ogg=0.1",
+    group.add_argument("--clip-count", type=int, default=defaults.CLIP_COUNT)
+    group.add_argument("--clip-formats", default=defaults.CLIP_FORMATS,
                        help="format=share,... (shares are normalised)")
-    group.add_argument("--clip-seconds", default="1.3,2.5,5.0", help="min,mean,max clip duration")
+    group.add_argument("--clip-seconds", default=defaults.CLIP_SECONDS, help="min,mean,max clip duration")
     group.add_argument("--clip-cache", default="build/clips")
     group.add_argument("--shape", choices=["steady", "step", "spike"], default="steady")
-    group.add_argument("--shape-users", type=int, default=4, help="steady users; spike baseline; step increment")
-    group.add_argument("--shape-seconds", type=float, default=30, help="total duration of the shape")
-    group.add_argument("--step-seconds", type=float, default=10, help="step: time at each user count")
-    group.add_argument("--max-users", type=int, default=32, help="step: stop here; spike: peak users")
-    group.add_argument("--max-requests", type=int, default=10_000, help="stop after this many requests")
-    group.add_argument("--slo-p95-ms", type=float, default=2_000, help="step: stop when p95 breaks it")
+    group.add_argument("--shape-users", type=int, default=defaults.SHAPE_USERS, help="steady users; spike baseline; step increment")
+    group.add_argument("--shape-seconds", type=float, default=defaults.SHAPE_SECONDS, help="total duration of the shape")
+    group.add_argument("--step-seconds", type=float, default=defaults.STEP_SECONDS, help="step: time at each user count")
+    group.add_argument("--max-users", type=int, default=defaults.MAX_USERS, help="step: stop here; spike: peak users")
+    group.add_argument("--max-requests", type=int, default=defaults.MAX_REQUESTS, help="stop after this many requests")
+    group.add_argument("--slo-p95-ms", type=float, default=defaults.SLO_P95_MS, help="step: stop when p95 breaks it")
     group.add_argument("--stats-out", default="", help="write audio-seconds, statuses and capacity here (JSON)")
 
 
 def clip_mix(options) -> ClipMix:
-    formats = dict((name, float(share)) for name, share in (item.split("=") for item in options.clip_formats.split(",")))
-    low, mean, high = (float(x) for x in options.clip_seconds.split(","))
-    return ClipMix(count=options.clip_count, formats=formats, min_seconds=low, mean_seconds=mean, max_seconds=high)
+    return defaults.parse_clip_mix(options.clip_count, options.clip_formats, options.clip_seconds)
 
 
 @events.test_start.add_listener

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from tqdm import tqdm
 
@@ -47,11 +50,21 @@ def predict_in_process(model_dir: Path, examples) -> list[str]:
 
 
 def predict_over_http(url: str, model: str, token: str, examples, concurrency: int) -> list[str]:
-    session = requests.Session()
+    """Dominant labels from a server. Each thread has its own pooled session (requests.Session is not
+    thread-safe); a 503 (full queue, out of memory) is retried with backoff, any other failure stops the run."""
+    local = threading.local()
     headers = {"Authorization": f"Bearer {token}"}
 
+    def session() -> requests.Session:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+            retry = Retry(total=5, backoff_factor=0.5, status_forcelist=[503], allowed_methods=["PUT"])
+            local.session.mount("http://", HTTPAdapter(max_retries=retry))
+            local.session.mount("https://", HTTPAdapter(max_retries=retry))
+        return local.session
+
     def one(example):
-        answer = session.put(f"{url.rstrip('/')}/predictions/{model}", data=example.audio, headers=headers, timeout=120)
+        answer = session().put(f"{url.rstrip('/')}/predictions/{model}", data=example.audio, headers=headers, timeout=120)
         answer.raise_for_status()
         return answer.json()["dominant"]["label"]
 

@@ -77,11 +77,12 @@ def decode(data: bytes, limits: AudioLimits = AudioLimits()) -> DecodedAudio:
         raise PayloadTooLarge(
             f"The upload is {len(data):,} bytes; the limit is {limits.max_bytes:,} bytes."
         )
+    data = data if isinstance(data, bytes) else bytes(data)  # one copy at most (TorchServe hands over a bytearray)
     fmt = sniff_format(data)
     if fmt == "m4a":
-        samples, rate = _decode_with_pyav(bytes(data), limits)
+        samples, rate = _decode_with_pyav(data, limits)
     else:
-        samples, rate = _decode_with_soundfile(bytes(data), fmt, limits)
+        samples, rate = _decode_with_soundfile(data, fmt, limits)
     if samples.shape[0] == 0:
         raise InvalidAudio(f"The {fmt} file contains no audio samples.")
     if not np.isfinite(samples).all():
@@ -178,14 +179,11 @@ def _decode_with_soundfile(data: bytes, fmt: str, limits: AudioLimits) -> tuple[
         with soundfile.SoundFile(io.BytesIO(data)) as sound:
             rate, channels, frames = sound.samplerate, sound.channels, sound.frames
             _check_header(fmt, rate, channels, frames / rate if rate else None, limits)
-            # Read at most one frame past the limit: a header that understates
-            # the length cannot make us allocate more than the limit allows.
-            max_frames = int(limits.max_seconds * rate)
-            samples = sound.read(frames=max_frames + 1, dtype="float32", always_2d=True)
+            # soundfile never reads past the header's frame count, which
+            # _check_header has just bounded: the header is the memory bound.
+            samples = sound.read(dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, EOFError, ValueError) as exc:
         raise UndecodableAudio(f"The {fmt} file could not be decoded: {_first_line(exc)}.") from exc
-    if samples.shape[0] > max_frames:
-        raise AudioTooLong(f"The {fmt} file is longer than the {limits.max_seconds:g} s limit.")
     _check_not_truncated(data, fmt, frames, samples.shape[0], channels)
     return samples, rate
 
@@ -213,7 +211,7 @@ def _decode_with_pyav(data: bytes, limits: AudioLimits) -> tuple[np.ndarray, int
                     total += chunk.shape[1]
                 if total > max_frames:
                     raise AudioTooLong(f"The m4a file is longer than the {limits.max_seconds:g} s limit.")
-    except av.FFmpegError as exc:
+    except (av.FFmpegError, UnicodeDecodeError) as exc:  # PyAV decodes container metadata as UTF-8 on open
         raise UndecodableAudio(f"The m4a file could not be decoded: {_first_line(exc)}.") from exc
     if not chunks:
         return np.zeros((0, max(channels, 1)), dtype=np.float32), rate

@@ -84,7 +84,9 @@ def test_a_few_training_steps_lower_the_loss_and_save_a_loadable_checkpoint(smal
     validate_checkpoint(out)
     classifier = EmotionClassifier.from_pretrained(out)
     assert sorted(classifier.labels) == sorted(EMOTIONS)
-    assert json.loads((out / "training_log.json").read_text())["best_val_accuracy"] >= 0
+    log = json.loads((out / "training_log.json").read_text())
+    assert log["best_val_accuracy"] == max(epoch["val_accuracy"] for epoch in log["history"])
+    assert len(log["history"]) == 6
 
 
 def test_evaluation_reports_accuracy_f1_and_confusion_matrix(small_dataset, tiny_checkpoint, tmp_path):

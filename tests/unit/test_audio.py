@@ -135,10 +135,29 @@ def test_audio_over_duration_limit_is_refused(fmt):
 
 
 def test_wav_header_claiming_hours_is_refused_as_truncated_without_allocating():
+    import tracemalloc
+
     data = bytearray(encode(voice(0.2), 16_000, "wav"))
     data[40:44] = (2**31 - 2).to_bytes(4, "little")  # data chunk size: ~19 hours of 16 kHz 16-bit
-    with pytest.raises(UndecodableAudio, match="truncated: its header announces 2,147,483,646 bytes"):
-        decode(bytes(data))
+    tracemalloc.start()
+    try:
+        with pytest.raises(UndecodableAudio, match="truncated: its header announces 2,147,483,646 bytes"):
+            decode(bytes(data))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # numpy buffers are traced: nothing near the announced 2 GiB was allocated
+
+
+def test_truncated_wav_is_refused_even_with_a_chunk_that_mentions_data_before_it():
+    """The offset of the samples comes from the chunk walk, not from the first bytes 'data' in the file."""
+    plain = encode(voice(1.0), 16_000, "wav")
+    text = b"metadata and more metadata\x00\x00"
+    info = b"LIST" + len(text).to_bytes(4, "little") + text
+    with_list = plain[:4] + (int.from_bytes(plain[4:8], "little") + len(info)).to_bytes(4, "little") + plain[8:36] + info + plain[36:]
+    assert decode(with_list).samples.shape == (16_000, 1)
+    with pytest.raises(UndecodableAudio, match="truncated"):
+        decode(with_list[:-600])
 
 
 def test_streamed_wav_with_unknown_length_is_accepted():

@@ -32,7 +32,7 @@ JSON = "application/json"
 BODY_KEYS = ("data", "body", "file", "audio")
 
 
-def request_payload(request: dict) -> bytes:
+def request_payload(request: dict) -> bytes | bytearray:
     """The uploaded audio bytes of one TorchServe request, or a typed error."""
     for key in BODY_KEYS:
         if request.get(key) is not None:
@@ -41,7 +41,7 @@ def request_payload(request: dict) -> bytes:
     else:
         value = next((v for v in request.values() if isinstance(v, (bytes, bytearray))), None)
     if isinstance(value, (bytes, bytearray)):
-        return bytes(value)
+        return value  # not copied here: decoding makes the one copy it needs
     # TorchServe turns text/* and application/json bodies into str/dict before we see them.
     raise UnsupportedMediaType(
         "Send the audio file itself as the request body (e.g. curl -T clip.wav) or as a "
