@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -40,12 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-config", type=Path, default=None, help="model-config.yaml (default: the one shipped in ser_serve/engines/torchserve/defaults)")
     p.set_defaults(run=_archive)
 
-    p = commands.add_parser("serve", help="build the archive and run TorchServe in the foreground")
+    p = commands.add_parser("serve", help="build the archive and serve it: TorchServe behind a drain-aware gateway")
     p.add_argument("--model-dir", type=Path, default=None)
-    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config.properties")
     p.add_argument("--workdir", type=Path, default=WORKDIR, help="key file, logs, sample clip")
     p.add_argument("--model-store", type=Path, default=MODEL_STORE)
     p.add_argument("--model-config", type=Path, default=None)
+    p.add_argument("--profile", choices=["laptop", "production"], default="laptop",
+                   help="laptop: loopback, TorchServe's tokens, gRPC on; production: replicas behind a "
+                        "load balancer (operator token or --no-auth, TorchServe internal, JSON logs)")
+    p.add_argument("--host", help="gateway bind address (laptop: the config's inference address; production: 0.0.0.0)")
+    p.add_argument("--port", type=int, help="gateway port (default: the config's inference port)")
+    p.add_argument("--token-file", type=Path, default=os.environ.get("SER_SERVE_TOKEN_FILE") or None,
+                   help="production: the bearer token clients must send, e.g. a mounted Secret (env SER_SERVE_TOKEN_FILE)")
+    p.add_argument("--no-auth", action="store_true", help="production: authentication is done by the ingress or mesh")
+    p.add_argument("--drain-seconds", type=float, default=20.0,
+                   help="on SIGTERM/SIGINT, how long in-flight requests may take to finish")
+    p.add_argument("--log-format", choices=["text", "json"], help="default: text (laptop), json (production)")
     p.set_defaults(run=_serve)
 
     p = commands.add_parser("predict", help="classify clips in-process (--model-dir) or via a server (--url)")
@@ -191,10 +204,17 @@ def _predict(args) -> int:
 
 def _serve(args) -> int:
     from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive
-    from ser_serve.engines.torchserve.server import TorchServe
     from ser_serve.errors import InvalidCheckpoint, InvalidSettings
     from ser_serve.model.checkpoint import validate_checkpoint
 
+    production = args.profile == "production"
+    if production and not (args.token_file or args.no_auth):
+        print("error: the production profile needs --token-file (or SER_SERVE_TOKEN_FILE) with the token clients "
+              "must send, or --no-auth when an ingress or mesh authenticates them.", file=sys.stderr)
+        return 2
+    if args.token_file and not args.token_file.is_file():
+        print(f"error: token file {args.token_file} does not exist", file=sys.stderr)
+        return 2
     model_dir = (args.model_dir or default_model_dir()).resolve()
     if model_dir == TINY_MODEL_DIR.resolve() and not model_dir.exists():
         from ser_train.presets import make_preset_checkpoint
@@ -206,6 +226,9 @@ def _serve(args) -> int:
     except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from ser_serve.logs import configure_logging
+
+    configure_logging(args.log_format or ("json" if production else "text"))
     if model_dir == TINY_MODEL_DIR.resolve():
         print("NOTE: serving the built-in 'tiny' checkpoint. It is UNTRAINED (random weights):\n"
               "      its answers are meaningless. Serve your own with MODEL_DIR=/path/to/checkpoint.")
@@ -213,26 +236,52 @@ def _serve(args) -> int:
         print("NOTE: serving the demo model. It was trained on SYNTHETIC speech made by this project\n"
               "      (ser_train/synth.py), not on real recordings: it is not a real emotion model.\n"
               "      Serve your own with MODEL_DIR=/path/to/checkpoint.")
-    print(f"built {archive}")
-    server = TorchServe(args.config, args.model_store, args.workdir)
-    sample = args.workdir.resolve() / "sample.wav"
+    print(f"built {archive}", flush=True)
+    return _run_behind_gateway(args, production)
+
+
+def _run_behind_gateway(args, production: bool) -> int:
+    """TorchServe on internal ports, the gateway on the public address; see ser_serve/supervisor.py."""
+    from urllib.parse import urlsplit
+
+    from ser_serve.engines.torchserve.server import TorchServe, free_port, read_properties, with_free_ports, write_properties
+    from ser_serve.gateway.app import Auth, Engine
+    from ser_serve.supervisor import GatewaySettings, serve
+
+    properties = read_properties(args.config)
+    public = urlsplit(properties.get("inference_address", "http://127.0.0.1:8080"))
+    host = args.host or ("0.0.0.0" if production else public.hostname)
+    port = args.port or public.port or 8080
+    if production:
+        # TorchServe is internal to the pod: every listener on a free loopback port, its own tokens off
+        # (the gateway authenticates), gRPC not exposed.
+        properties = {**with_free_ports(properties), "disable_token_authorization": "true"}
+    else:
+        properties = {**properties, "inference_address": f"http://127.0.0.1:{free_port()}"}
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = write_properties(properties, workdir / "torchserve.properties")
+    torchserve = TorchServe(config, args.model_store, workdir)
+    engine = Engine(predictions_url=torchserve.inference_url, metrics_url=torchserve.metrics_url,
+                    alive=torchserve.is_running, ready=torchserve.is_ready)
+    auth = Auth(token_file=args.token_file.resolve() if args.token_file else None, pass_through=not production)
+    url = f"http://{host}:{port}"
+    sample = workdir / "sample.wav"
     sample_kind = _write_serve_sample(sample)
-    server.start()
-    try:
-        print(f"starting TorchServe (log: {server.log_file}) ...", flush=True)
-        server.wait_ready()
-        token = server.token("inference")
-        print(f"\nTorchServe is serving model 'ser' at {server.inference_url} (gRPC {server.grpc_inference_target}).")
-        print(f"Inference token: {token}   (management token and key file: {args.workdir / 'key_file.json'})")
+
+    def announce() -> None:
+        if production:  # no secrets in logs: the token is the operator's
+            logging.getLogger("ser_serve.supervisor").info("ready", extra={"url": url, "model": "ser"})
+            return
+        token = torchserve.token("inference")
+        print(f"\nserving model 'ser' at {url} (gRPC {torchserve.grpc_inference_target}).")
+        print(f"Inference token: {token}   (management token and key file: {workdir / 'key_file.json'})")
         print(f"Try it with {sample_kind}:\n")
-        print(f'  curl -H "Authorization: Bearer {token}" -T {sample} {server.inference_url}/predictions/ser\n')
-        print("Press Ctrl-C to stop.", flush=True)
-        return server.process.wait()
-    except KeyboardInterrupt:
-        print("\nstopping TorchServe ...")
-        return 0
-    finally:
-        server.stop()
+        print(f'  curl -H "Authorization: Bearer {token}" -T {sample} {url}/predictions/ser\n')
+        print("Press Ctrl-C (or send SIGTERM) to drain and stop.", flush=True)
+
+    print(f"starting TorchServe (log: {torchserve.log_file}) ...", flush=True)
+    return serve(torchserve, engine, auth, GatewaySettings(host, port, args.drain_seconds), on_ready=announce)
 
 
 if __name__ == "__main__":

@@ -123,9 +123,9 @@ class SERHandler:
 
 
 def _request_id(context, idx: int) -> str:
-    """TorchServe's id of the idx-th request of the batch (falls back to the index)."""
+    """The gateway's X-Request-ID of the idx-th request, else TorchServe's own id, else the index."""
     try:
-        return str(context.get_request_id(idx))
+        return str(context.get_request_header(idx, "X-Request-ID") or context.get_request_id(idx))
     except Exception:
         return f"#{idx}"
 

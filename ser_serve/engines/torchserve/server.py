@@ -168,6 +168,10 @@ class TorchServe:
             time.sleep(0.5)
         raise TimeoutError(f"TorchServe was not ready within {timeout:.0f} s:\n{self.log_tail()}")
 
+    def is_ready(self, model: str = "ser") -> bool:
+        """Healthy, and ``model`` has a READY worker."""
+        return self.is_healthy() and self._model_ready(model)
+
     def _model_ready(self, model: str) -> bool:
         """True once TorchServe reports at least one READY worker for ``model``."""
         try:
@@ -182,6 +186,10 @@ class TorchServe:
         if not self.log_file.exists():
             return "(no log)"
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def is_running(self) -> bool:
+        """True while the server process we started has not exited."""
+        return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 30.0) -> None:
         """Terminate the whole process group (frontend and workers), escalating to SIGKILL.

@@ -1,0 +1,217 @@
+"""The gateway's FastAPI app: forwards predictions to the engine, answers probes, maps errors.
+
+The engine is reached over HTTP (``Engine``): the app imports no engine, so
+TorchServe and, later, Triton can stand behind the same front.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+logger = logging.getLogger("ser_serve.gateway")
+
+# Request ids we pass on as they are; anything else is replaced, so a client
+# cannot inject text into log lines.
+REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Content types that mean "not an audio file": curl --data-binary defaults to
+# the first, and TorchServe's frontend answers it with a Java exception.
+FORM_OR_TEXT = ("application/x-www-form-urlencoded", "text/", "application/json")
+SEND_AUDIO = ("Send the audio file itself as the body with a binary content type (curl -T clip.wav, or "
+              "curl --data-binary @clip.wav -H 'Content-Type: application/octet-stream'), or one multipart "
+              "form field (curl -F file=@clip.wav).")
+
+
+@dataclass
+class Engine:
+    """How the gateway reaches the model server behind it."""
+
+    predictions_url: str                    # base URL; /predictions/{model} is appended
+    metrics_url: str | None                 # Prometheus text endpoint, passed through as /metrics
+    alive: Callable[[], bool]               # the engine's processes are running
+    ready: Callable[[], bool]               # a worker is loaded and answers
+    upstream_headers: Callable[[], dict] = field(default=lambda: {})  # e.g. the engine's own token
+
+
+@dataclass
+class Auth:
+    """Who may call /predictions: holders of the operator's token, or anyone (auth delegated or pass-through)."""
+
+    token_file: Path | None = None          # the token the gateway requires (e.g. a mounted Kubernetes Secret)
+    pass_through: bool = False              # forward the client's Authorization header to the engine instead
+    _cached: tuple[float, str] | None = None
+
+    def token(self) -> str | None:
+        """The current token, re-read when the file changes (Secrets are rotated in place)."""
+        if self.token_file is None:
+            return None
+        mtime = self.token_file.stat().st_mtime
+        if self._cached is None or self._cached[0] != mtime:
+            self._cached = (mtime, self.token_file.read_text().strip())
+        return self._cached[1]
+
+    def allows(self, header: str | None) -> bool:
+        expected = self.token()
+        if expected is None:
+            return True
+        offered = (header or "").removeprefix("Bearer ").strip()
+        return hmac.compare_digest(offered.encode(), expected.encode())
+
+
+@dataclass
+class DrainState:
+    """Set when the gateway stops taking work; readiness reports it."""
+
+    draining: bool = False
+
+
+def error(status: int, code: str, message: str, request_id: str, headers: dict | None = None) -> JSONResponse:
+    """A response in the project's error schema, carrying the request id."""
+    return JSONResponse({"error": {"code": code, "message": message, "request_id": request_id}}, status_code=status,
+                        headers={"X-Request-ID": request_id, **(headers or {})})
+
+
+def engine_error(status: int, body: bytes, request_id: str) -> JSONResponse | None:
+    """The engine frontend's own error bodies (not the handler's) mapped to the project's schema, or None."""
+    import json
+
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and "error" in payload:
+        return None  # already the handler's schema
+    kind = payload.get("type", "") if isinstance(payload, dict) else ""
+    if status == 400 and "InvalidKey" in kind:
+        return error(401, "unauthorized", "The bearer token is missing or wrong.", request_id,
+                     {"WWW-Authenticate": "Bearer"})
+    if status == 503:
+        return error(503, "overloaded", "The server is busy; retry after a short wait.", request_id,
+                     {"Retry-After": "1"})
+    if status == 413:
+        return error(413, "payload_too_large", "The upload is larger than the server accepts.", request_id)
+    if status == 404:
+        return error(404, "not_found", "No such model on this server.", request_id)
+    return error(status if status >= 400 else 502, "engine_error",
+                 "The model server failed to answer this request; see the server log.", request_id)
+
+
+def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: int = 12 * 1024 * 1024,
+               timeout_s: float = 120.0) -> FastAPI:
+    """The gateway app; ``max_body_bytes`` matches the engine's own request limit."""
+    client = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_connections=64))
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        await client.aclose()
+
+    app = FastAPI(title="ser-serve gateway", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+
+    @app.middleware("http")
+    async def request_id_and_log(request: Request, call_next):
+        offered = request.headers.get("x-request-id", "")
+        request.state.request_id = offered if REQUEST_ID_PATTERN.match(offered) else uuid.uuid4().hex
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = request.state.request_id
+        if request.url.path not in ("/healthz", "/readyz", "/metrics"):
+            logger.info("request", extra={
+                "request_id": request.state.request_id, "method": request.method, "path": request.url.path,
+                "status": response.status_code, "ms": round((time.perf_counter() - started) * 1000, 1)})
+        return response
+
+    # Probes are plain functions: FastAPI runs them in its thread pool, so the
+    # engine checks (blocking HTTP calls) never stall the event loop.
+    @app.get("/healthz")
+    def healthz():
+        alive = engine.alive()
+        return JSONResponse({"status": "alive" if alive else "engine_down"}, status_code=200 if alive else 503)
+
+    @app.get("/readyz")
+    def readyz():
+        if drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        ready = engine.ready()
+        return JSONResponse({"status": "ready" if ready else "loading"}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics():
+        if engine.metrics_url is None:
+            return PlainTextResponse("", status_code=404)
+        answer = await client.get(f"{engine.metrics_url}/metrics")
+        return Response(answer.content, status_code=answer.status_code,
+                        media_type=answer.headers.get("content-type", "text/plain"))
+
+    @app.api_route("/predictions/{model}", methods=["PUT", "POST"])
+    async def predictions(model: str, request: Request):
+        request_id = request.state.request_id
+        if not auth.allows(request.headers.get("authorization")):
+            return error(401, "unauthorized", "The bearer token is missing or wrong.", request_id,
+                         {"WWW-Authenticate": "Bearer"})
+        content_type = request.headers.get("content-type", "").lower()
+        if content_type.startswith(FORM_OR_TEXT):
+            return error(415, "unsupported_media_type",
+                         f"The body was sent as {content_type.split(';')[0]}, not as audio. {SEND_AUDIO}", request_id)
+        body = await read_bounded(request, max_body_bytes)
+        if body is None:
+            return error(413, "payload_too_large", f"The upload is larger than {max_body_bytes:,} bytes.", request_id)
+        if content_type.startswith("multipart/form-data"):
+            files = await multipart_files(request, body)
+            if len(files) != 1:
+                return error(400, "one_file_per_request",
+                             f"The form carries {len(files)} files; send exactly one per request. {SEND_AUDIO}", request_id)
+            body = files[0]
+        headers = {"Content-Type": "application/octet-stream", "X-Request-ID": request_id, **engine.upstream_headers()}
+        if auth.pass_through and request.headers.get("authorization"):
+            headers["Authorization"] = request.headers["authorization"]
+        try:
+            answer = await client.put(f"{engine.predictions_url}/predictions/{model}", content=body, headers=headers)
+        except httpx.TransportError:
+            return error(503, "unavailable", "The model server is not reachable; retry later.", request_id,
+                         {"Retry-After": "1"})
+        if answer.status_code >= 400:
+            mapped = engine_error(answer.status_code, answer.content, request_id)
+            if mapped is not None:
+                return mapped
+        return Response(answer.content, status_code=answer.status_code,
+                        media_type=answer.headers.get("content-type", "application/json"))
+
+    return app
+
+
+async def read_bounded(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it grows past ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def multipart_files(request: Request, body: bytes) -> list[bytes]:
+    """The file parts of a multipart body (python-multipart, through Starlette's form parser)."""
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request as StarletteRequest
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form = await StarletteRequest(request.scope, replay).form()
+    return [await value.read() for _, value in form.multi_items() if isinstance(value, UploadFile)]

@@ -1,0 +1,100 @@
+"""Run a model server behind the gateway, and stop both gracefully.
+
+SIGTERM or SIGINT (what `docker stop`, systemd and Kubernetes send, and
+Ctrl-C) start the drain: readiness turns false, the gateway stops accepting
+connections, requests already in flight get their answer (bounded by the
+drain timeout), then the engine's whole process group is stopped and the
+command exits 0. If the engine dies on its own, the gateway stops too and the
+command exits 1, so an orchestrator restarts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from ser_serve.gateway.app import Auth, DrainState, Engine, create_app
+
+logger = logging.getLogger("ser_serve.supervisor")
+
+
+class EngineProcess(Protocol):
+    """What the supervisor needs of an engine's launcher (see engines/torchserve/server.py)."""
+
+    def start(self): ...
+    def stop(self): ...
+    def wait_ready(self, timeout: float = ...): ...
+    def is_running(self) -> bool: ...
+
+
+@dataclass
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Default well inside Kubernetes' 30 s grace period, with room for a preStop sleep.
+    drain_seconds: float = 20.0
+    ready_timeout: float = 300.0
+
+
+def serve(process: EngineProcess, engine: Engine, auth: Auth, settings: GatewaySettings,
+          on_ready: Callable[[], None] = lambda: None) -> int:
+    """Start the engine and the gateway; block until a signal or an engine failure; return the exit code."""
+    import uvicorn
+
+    drain = DrainState()
+    config = uvicorn.Config(create_app(engine, auth, drain), host=settings.host, port=settings.port,
+                            timeout_graceful_shutdown=settings.drain_seconds, access_log=False,
+                            log_config=None, lifespan="on")
+    failure = threading.Event()
+
+    def begin_drain(signum: int) -> None:
+        if not drain.draining:  # readiness false from the first signal on
+            drain.draining = True
+            logger.info("draining", extra={"signal": signal.Signals(signum).name, "drain_seconds": settings.drain_seconds})
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            begin_drain(sig)
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
+
+    def request_stop(signum, _frame) -> None:
+        # Ours outside uvicorn's run (while the engine starts, and after): uvicorn
+        # re-raises a captured signal after its graceful shutdown, and that must
+        # land here, not kill the process before the engine is stopped.
+        begin_drain(signum)
+        server.should_exit = True
+
+    def watch_engine() -> None:
+        try:
+            process.wait_ready(timeout=settings.ready_timeout)
+        except Exception as exc:  # the engine never became ready: nothing to serve
+            logger.error("engine failed to start", extra={"reason": str(exc)[-2000:]})
+            failure.set()
+            server.should_exit = True
+            return
+        on_ready()
+        while not server.should_exit:
+            if not process.is_running():
+                logger.error("engine exited unexpectedly")
+                failure.set()
+                server.should_exit = True
+                return
+            threading.Event().wait(1.0)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    process.start()
+    try:
+        threading.Thread(target=watch_engine, name="engine-watch", daemon=True).start()
+        server.run()  # returns once in-flight requests are answered or the drain timeout has passed
+        drain.draining = True
+    finally:
+        process.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    logger.info("stopped", extra={"engine_failed": failure.is_set()})
+    return 1 if failure.is_set() else 0
