@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The committed demo model (trained on synthetic speech); models/tiny is untrained.
 MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 
-.PHONY: setup java serve test test-unit test-integration lint-imports archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
+.PHONY: setup java serve test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
 
 setup: $(VENV)/.installed java
 
@@ -31,8 +31,12 @@ archive: setup
 serve: setup
 	$(PY) -m ser_serve.cli serve --model-dir $(MODEL_DIR)
 
-test: setup
+test: setup test-tools
 	$(PY) -m pytest
+
+# System programs some tests drive for real (nginx); apt-installed when run as root.
+test-tools:
+	@bash scripts/ensure_test_tools.sh
 
 test-unit: setup
 	$(PY) -m pytest -m "not integration"
@@ -54,6 +58,12 @@ loadtest: setup
 SOAK_ARGS ?= --seconds 300 --users 2
 soak: setup
 	$(PY) -m ser_serve.cli soak $(SOAK_ARGS)
+
+# Two production-profile replicas behind nginx under locust; one is SIGKILLed mid-run
+# (build/failover/failover.json: answered, retried, lost, throughput before/after).
+FAILOVER_ARGS ?= --replicas 2 --users 4 --seconds 40 --kill-after 15
+failover: setup test-tools
+	$(PY) -m ser_tools.replicas $(FAILOVER_ARGS)
 
 # Synthetic CREMA-D-style parquet splits (build/data/{train,validation,test}.parquet).
 data: setup

@@ -111,5 +111,12 @@ def build_archive(
             config_file=str(model_config),
             force=True,
         )
-        package_model(config, manifest=ModelExportUtils.generate_manifest_json(config))
+        # model-archiver stages files in <tempdir>/<model name>, shared by every
+        # build of that name on the machine: two replicas starting at once
+        # would delete each other's staging. Give it this build's own tempdir.
+        shared_tempdir, tempfile.tempdir = tempfile.tempdir, tmp
+        try:
+            package_model(config, manifest=ModelExportUtils.generate_manifest_json(config))
+        finally:
+            tempfile.tempdir = shared_tempdir
     return export_dir / f"{model_name}.mar"
