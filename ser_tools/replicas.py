@@ -98,7 +98,7 @@ class Nginx:
     """nginx in the foreground with a config rendered from the template, everything under ``prefix``."""
 
     def __init__(self, prefix: Path, upstreams: list[str]):
-        self.prefix = prefix
+        self.prefix = prefix = prefix.resolve()
         prefix.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         servers = "\n".join(f"        server {address} max_fails=1 fail_timeout=10s;" for address in upstreams)
@@ -134,6 +134,7 @@ class Nginx:
 def run_failover(model_dir: Path, out: Path, replicas: int = 2, users: int = 4, seconds: float = 24,
                  kill_after: float = 10, batch_delay_ms: int = 200) -> dict:
     """Start the replicas and nginx, load them, kill replica 0 after ``kill_after`` s; return the report."""
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         started = [Replica(out, model_dir, f"replica-{i}", batch_delay_ms) for i in range(replicas)]
