@@ -20,9 +20,9 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import requests
 import yaml
 
+from ser_serve.clients.probes import wait_until_ready
 from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG
 from ser_serve.engines.torchserve.server import DEFAULT_SERVER_CONFIG, free_port, read_properties, with_free_ports, write_properties
 from ser_serve.workspace import BUILD_DIR, default_model_dir
@@ -53,17 +53,8 @@ class Replica:
         return f"127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"replica {self.name} exited: {(self.root / 'serve.log').read_text()[-3000:]}")
-            try:
-                if requests.get(f"http://{self.address}/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"replica {self.name} not ready in {timeout:.0f} s")
+        wait_until_ready(f"http://{self.address}", timeout, lambda: self.process.poll() is None,
+                         lambda: (self.root / "serve.log").read_text()[-3000:])
 
     def members(self) -> list:
         """The replica's processes: the serve command and everything below it (TorchServe's own group too)."""

@@ -15,6 +15,7 @@ import pytest
 import requests
 import yaml
 
+from ser_serve.clients.probes import wait_until_ready
 from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG
 from ser_serve.engines.torchserve.server import DEFAULT_SERVER_CONFIG, free_port, read_properties, with_free_ports, write_properties
 from ser_serve.model.calibration import voice
@@ -49,16 +50,7 @@ class Served:
         return "".join(self.lines)
 
     def wait_ready(self, timeout=180) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.output
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(self.output)
+        wait_until_ready(self.url, timeout, lambda: self.process.poll() is None, lambda: self.output)
 
     def torchserve_ports(self) -> list[int]:
         properties = read_properties(self.workdir / "torchserve.properties")
