@@ -68,7 +68,12 @@ def bad_cases() -> list[tuple[str, bytes, dict, int, str | None]]:
         ("midi", b"MThd\x00\x00\x00\x06" + rng.bytes(256), {}, 415, "unsupported_media_type"),
         ("zip bomb", _zip_bomb(), {}, 415, "unsupported_media_type"),
         ("gzip bomb", _gzip_bomb(), {}, 415, "unsupported_media_type"),
-        ("raw adts aac", b"\xff\xf1\x50\x80" + rng.bytes(1024), {}, 415, "unsupported_media_type"),
+        ("iff image (FORM but not AIFF)", b"FORM\x00\x00\x08\x00ILBM" + rng.bytes(2048), {}, 415, "unsupported_media_type"),
+        ("garbage after an ADTS sync word", b"\xff\xf1\x50\x80" + rng.bytes(1024), {}, 400, None),
+        ("garbage after EBML (webm)", b"\x1a\x45\xdf\xa3" + rng.bytes(4096), {}, 400, "undecodable_audio"),
+        ("garbage after #!AMR", b"#!AMR\n" + rng.bytes(4096), {}, 400, None),
+        ("garbage after FORM/AIFF", b"FORM\x00\x00\x10\x00AIFF" + rng.bytes(4096), {}, 400, "undecodable_audio"),
+        ("garbage after caff", b"caff\x00\x01\x00\x00" + rng.bytes(4096), {}, 400, "undecodable_audio"),
         ("id3 tag only", b"ID3\x04\x00\x00\x00\x00\x00\x10" + bytes(16), {}, 400, "undecodable_audio"),
         ("garbage after RIFF/WAVE", b"RIFF\x00\x10\x00\x00WAVE" + rng.bytes(4096), {}, 400, "undecodable_audio"),
         ("garbage after fLaC", b"fLaC" + rng.bytes(4096), {}, 400, "undecodable_audio"),
@@ -91,7 +96,7 @@ def bad_cases() -> list[tuple[str, bytes, dict, int, str | None]]:
          {}, 413, "payload_too_large"),
         ("13 MiB, over max_request_size", bytes(13 * MiB), {}, 413, "frontend"),
     ]
-    for fmt in ("wav", "flac", "mp3", "m4a"):
+    for fmt in ("wav", "flac", "mp3", "m4a", "aiff", "caf"):
         data = encode(clip, 16_000, fmt)
         cases.append((f"truncated {fmt}", data[: len(data) // 2], {}, 400, None))
     for fmt in ("ogg", "opus"):
@@ -115,4 +120,13 @@ def good_cases() -> list[tuple[str, bytes]]:
         ("streamed wav of unknown length", _patched(_wav(voice(1.0), 16_000), 40, b"\xff\xff\xff\xff")),
         ("whisper-quiet", _wav(voice(1.0) * 1e-4, 16_000, "FLOAT")),
         ("full-scale square wave", _wav(np.sign(np.sin(np.arange(16_000) / 8)).astype(np.float32) * 0.999, 16_000)),
+        # What browsers, phones and call centres send:
+        ("webm/opus from a browser's MediaRecorder", encode(voice(1.5, 48_000), 48_000, "webm")),
+        ("webm/vorbis", encode(voice(1.5, 44_100), 44_100, "webm-vorbis")),
+        ("raw AAC in ADTS", encode(voice(1.5, 44_100, 2), 44_100, "aac")),
+        ("AMR-NB from a phone", encode(voice(1.5, 8_000), 8_000, "amr")),
+        ("AIFF", encode(voice(1.5, 44_100, 2), 44_100, "aiff")),
+        ("CAF from an iPhone", encode(voice(1.5, 48_000), 48_000, "caf")),
+        ("8 kHz mu-law telephony wav", encode(voice(1.5, 8_000), 8_000, "wav-ulaw")),
+        ("8 kHz A-law telephony wav, stereo call", encode(voice(1.5, 8_000, 2), 8_000, "wav-alaw")),
     ]

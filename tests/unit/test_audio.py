@@ -21,9 +21,14 @@ from ser_serve.errors import (
 )
 
 # The container each encoder's output must be recognised as.
-EXPECTED_CONTAINER = {"wav": "wav", "flac": "flac", "ogg": "ogg", "opus": "ogg", "mp3": "mp3", "m4a": "m4a"}
-# Lossy codecs add encoder delay/padding; the decoded length may differ by this many frames.
-LENGTH_SLACK = {"wav": 0, "flac": 0, "ogg": 0, "opus": 0, "mp3": 2_400, "m4a": 2_100}
+EXPECTED_CONTAINER = {"wav": "wav", "wav-ulaw": "wav", "wav-alaw": "wav", "flac": "flac", "ogg": "ogg", "opus": "ogg",
+                      "mp3": "mp3", "aiff": "aiff", "caf": "caf", "m4a": "m4a", "aac": "aac", "webm": "webm",
+                      "webm-vorbis": "webm", "amr": "amr"}
+# Lossy codecs add encoder delay/padding; the decoded length may differ by this many frames (at 48 kHz).
+LENGTH_SLACK = {"mp3": 2_400, "m4a": 2_100, "aac": 2_100, "webm": 1_000, "webm-vorbis": 1_000, "amr": 1_200}
+# Codecs that fix the rate or the channel count whatever they are given.
+FIXED_RATE = {"amr": 8_000}
+FIXED_CHANNELS = {"amr": 1, "webm-vorbis": 2}
 
 
 @pytest.mark.parametrize("fmt", ENCODABLE_FORMATS)
@@ -33,10 +38,11 @@ def test_every_format_decodes_to_its_rate_channels_and_length(fmt, channels):
     samples = voice(1.2, rate, channels)
     decoded = decode(encode(samples, rate, fmt))
     assert decoded.format == EXPECTED_CONTAINER[fmt]
-    assert decoded.sample_rate == rate
-    assert decoded.samples.shape[1] == channels
+    assert decoded.sample_rate == FIXED_RATE.get(fmt, rate)
+    assert decoded.samples.shape[1] == FIXED_CHANNELS.get(fmt, channels)
     assert decoded.samples.dtype == np.float32
-    assert abs(decoded.samples.shape[0] - len(samples)) <= LENGTH_SLACK[fmt]
+    expected_frames = len(samples) * decoded.sample_rate // rate
+    assert abs(decoded.samples.shape[0] - expected_frames) <= LENGTH_SLACK.get(fmt, 0)
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac"])
@@ -100,7 +106,9 @@ def test_clip_of_100ms_or_more_is_not_padded():
 @pytest.mark.parametrize(
     "data, fmt",
     [(b"RIFF\x00\x00\x00\x00WAVEfmt ", "wav"), (b"fLaC\x00", "flac"), (b"OggS\x00", "ogg"),
-     (b"ID3\x04", "mp3"), (b"\xff\xfb\x90\x00", "mp3"), (b"\x00\x00\x00\x20ftypM4A ", "m4a")],
+     (b"ID3\x04", "mp3"), (b"\xff\xfb\x90\x00", "mp3"), (b"\x00\x00\x00\x20ftypM4A ", "m4a"),
+     (b"FORM\x00\x00\x10\x00AIFF", "aiff"), (b"FORM\x00\x00\x10\x00AIFC", "aiff"), (b"caff\x00\x01", "caf"),
+     (b"\x1a\x45\xdf\xa3\x01", "webm"), (b"#!AMR\n", "amr"), (b"#!AMR-WB\n", "amr"), (b"\xff\xf1\x50\x80", "aac")],
 )
 def test_format_is_sniffed_from_magic_bytes(data, fmt):
     assert sniff_format(data) == fmt
@@ -108,11 +116,11 @@ def test_format_is_sniffed_from_magic_bytes(data, fmt):
 
 @pytest.mark.parametrize(
     "data",
-    [b"hello, this is text", b"\x89PNG\r\n\x1a\n" + bytes(64), b"PK\x03\x04" + bytes(64), b"\xff\xf1\x50\x80"],
-    ids=["text", "png", "zip", "adts-aac"],
+    [b"hello, this is text", b"\x89PNG\r\n\x1a\n" + bytes(64), b"PK\x03\x04" + bytes(64), b"FORM\x00\x00\x00\x04ILBM"],
+    ids=["text", "png", "zip", "iff-image"],
 )
 def test_non_audio_is_refused_as_unsupported_media(data):
-    with pytest.raises(UnsupportedMediaType, match="wav, flac, ogg, mp3, m4a"):
+    with pytest.raises(UnsupportedMediaType, match="wav, flac, ogg, mp3, aiff, caf, m4a, webm, aac, amr"):
         decode(data)
 
 
@@ -166,7 +174,7 @@ def test_streamed_wav_with_unknown_length_is_accepted():
     assert decode(bytes(data)).samples.shape == (3_200, 1)
 
 
-@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "m4a"])
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "m4a", "aiff", "caf"])
 def test_truncated_files_are_refused(fmt):
     data = encode(voice(2.0, 16_000), 16_000, fmt)
     with pytest.raises((UndecodableAudio, InvalidAudio), match="truncated|could not be decoded|no audio"):
@@ -205,3 +213,32 @@ def test_sample_rate_outside_accepted_range_is_refused():
 def test_audio_limits_reject_unknown_keys():
     with pytest.raises(ValueError, match="max_second"):
         AudioLimits.from_mapping({"max_second": 3})
+
+
+def test_worst_upload_the_limits_allow_is_downmixed_while_decoding_within_a_stated_memory_bound():
+    """30 s x 8 channels x 192 kHz, all within the limits: the request path never holds all channels at once."""
+    import tracemalloc
+
+    samples = np.zeros((30 * 192_000, 8), np.float32)
+    samples[::997] = 0.01
+    data = encode(samples, 192_000, "flac")
+    del samples
+    peaks = {}
+    for name, run in {"request path": lambda: load_waveform(data),
+                      "all channels kept": lambda: decode(data).samples}.items():
+        tracemalloc.start()
+        try:
+            run()
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks["request path"] < 64 * 1024 * 1024          # README: about 46 MB
+    assert peaks["all channels kept"] > 3 * peaks["request path"]  # what the block-wise downmix saves
+
+
+@pytest.mark.parametrize("fmt, rate, channels", [("webm", 48_000, 1), ("aac", 44_100, 2), ("amr", 8_000, 1),
+                                                 ("aiff", 22_050, 2), ("caf", 48_000, 1), ("wav-ulaw", 8_000, 2)])
+def test_new_containers_reach_the_model_as_16k_mono(fmt, rate, channels):
+    waveform = load_waveform(encode(voice(1.5, rate, channels, seed=2), rate, fmt))
+    assert waveform.dtype == np.float32 and waveform.ndim == 1
+    assert abs(len(waveform) - 24_000) < 1_000  # 1.5 s at 16 kHz, give or take codec padding
