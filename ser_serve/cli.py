@@ -193,15 +193,13 @@ def _serve(args) -> int:
     from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive
     from ser_serve.engines.torchserve.server import TorchServe
     from ser_serve.errors import InvalidCheckpoint, InvalidSettings
-    from ser_serve.model.checkpoint import validate_checkpoint
 
     model_dir = (args.model_dir or default_model_dir()).resolve()
     if model_dir == TINY_MODEL_DIR.resolve() and not model_dir.exists():
         from ser_train.presets import make_preset_checkpoint
 
         make_preset_checkpoint("tiny", model_dir)
-    try:
-        validate_checkpoint(model_dir)
+    try:  # build_archive validates the checkpoint, weights included, before writing anything
         archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG)
     except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}", file=sys.stderr)
