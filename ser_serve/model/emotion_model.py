@@ -50,6 +50,8 @@ class EmotionModel:
         # A multi-label head was trained with independent sigmoids (BCE): its
         # scores are per label and do not sum to 1; softmax would distort them.
         self.multi_label = config.get("problem_type") == MULTI_LABEL
+        # Forward passes that mixed lengths (logged by the handler: shows batching at work).
+        self.padded_passes = 0
 
     @property
     def labels(self) -> list[str]:
@@ -89,7 +91,12 @@ class EmotionModel:
         try:
             for group in plan_groups([len(f) for f in features], self.budget):
                 clips = [torch.from_numpy(np.ascontiguousarray(features[i])).to(self.device, self.dtype) for i in group]
-                logits = forward.logits(self.model, clips).float()
+                if len({len(clip) for clip in clips}) == 1:
+                    logits = forward.same_length_logits(self.model, torch.stack(clips))
+                else:
+                    logits = forward.padded_logits(self.model, clips)
+                    self.padded_passes += 1
+                logits = logits.float()
                 rows = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
                 scores[group] = rows.cpu().numpy()
         except torch.OutOfMemoryError as exc:

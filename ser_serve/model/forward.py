@@ -37,13 +37,6 @@ from torch import nn
 _CLIP_LENGTHS: ContextVar[torch.Tensor | None] = ContextVar("ser_clip_lengths", default=None)
 
 
-def logits(model: nn.Module, clips: list[torch.Tensor]) -> torch.Tensor:
-    """Logits of ``clips`` (normalised 1-D inputs already on the model's device and dtype), one row per clip."""
-    if len({len(clip) for clip in clips}) == 1:
-        return same_length_logits(model, torch.stack(clips))
-    return padded_logits(model, clips)
-
-
 def same_length_logits(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     """No padding at all: the stock forward is a clip's own forward."""
     return model(input_values=batch).logits

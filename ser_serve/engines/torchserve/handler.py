@@ -97,7 +97,6 @@ class SERHandler:
             self.metrics.record_decoded((time.perf_counter() - started) * 1000, len(features) / TARGET_SAMPLE_RATE)
             prepared.append(features)
             prepared_indices.append(idx)
-        logger.info("batch of %d: %d valid", len(data), len(prepared))
         if prepared:
             try:
                 results = self.classifier.predict_features(prepared)
@@ -110,6 +109,8 @@ class SERHandler:
                 else:
                     context.set_response_content_type(idx, JSON)
                     responses[idx] = json.dumps(result)
+        logger.info("batch of %d: %d valid; padded forward passes so far: %d",
+                    len(data), len(prepared), self.classifier.model.padded_passes)
         return responses
 
     def _error(self, context, idx: int, exc: Exception) -> str:
