@@ -105,8 +105,9 @@ def config_problems(config: dict) -> list[str]:
 def validate_checkpoint(path: str | Path, check_weights: bool = True) -> dict:
     """Check that ``path`` is a servable checkpoint and return its parsed config.
 
-    Checks the files, ``config.json`` (see :func:`config_problems`), the
-    preprocessor's sampling rate and, with ``check_weights``, that the
+    Checks the files, ``config.json`` (see :func:`config_problems`, then
+    transformers' own validation), the preprocessor's sampling rate and,
+    with ``check_weights``, that the
     weights' names and shapes are exactly the architecture's (read from the
     file headers; no tensor is loaded). Raises :class:`InvalidCheckpoint`
     naming everything that is missing or wrong.
@@ -125,13 +126,26 @@ def validate_checkpoint(path: str | Path, check_weights: bool = True) -> dict:
     if preprocessor and preprocessor.get("sampling_rate", SAMPLING_RATE) != SAMPLING_RATE:
         problems.append(f"preprocessor_config.json sampling_rate is {preprocessor['sampling_rate']}; "
                         f"this server feeds {SAMPLING_RATE} Hz")
-    if not problems and check_weights:
-        from ser_serve.model.weights import header_weight_problems
+    if not problems:
+        transformers_config = _transformers_config(path, problems)
+        if transformers_config is not None and check_weights:
+            from ser_serve.model.weights import header_weight_problems
 
-        problems += header_weight_problems(path, weights)
+            problems += header_weight_problems(transformers_config, weights)
     if problems:
         raise InvalidCheckpoint(f"{path} is not a servable checkpoint: " + "; ".join(problems) + ".")
     return config
+
+
+def _transformers_config(path: Path, problems: list[str]):
+    """The config as transformers reads it (its own validation included), or None with the reason in ``problems``."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path)
+    except Exception as exc:  # transformers raises several types for a config it rejects
+        problems.append(f"transformers cannot read config.json ({' '.join(str(exc).split())})")
+        return None
 
 
 def _read_json(file: Path, problems: list[str]) -> dict:

@@ -122,9 +122,10 @@ def test_legacy_weight_norm_names_load_like_from_pretrained(tiny_checkpoint, tmp
         (lambda c: c.update(id2label={"a": "angry", "b": "happy"}), "id2label keys must be integers 0..N-1"),
         (lambda c: c.update(id2label={"0": "angry", "2": "happy"}), "id2label ids are not 0..N-1"),
         (lambda c: c.update(add_adapter=True), "add_adapter"),
+        (lambda c: c.update(conv_stride=[5, 4]), "transformers cannot read config.json"),
     ],
     ids=["unsupported-model-type", "ctc-class", "custom-class", "regression", "single-output", "non-integer-ids",
-         "gap-in-ids", "adapter"],
+         "gap-in-ids", "adapter", "inconsistent-conv-lists"],
 )
 def test_unservable_config_is_refused_with_a_message_naming_the_field(tiny_checkpoint, tmp_path, edit, message):
     for refusal in refusals(edited_copy(tiny_checkpoint, tmp_path, config=edit)):

@@ -14,6 +14,7 @@ from ser_serve import EmotionClassifier
 from ser_serve.batching import BatchBudget, plan_groups
 from ser_serve.model import forward
 from ser_serve.model.calibration import voice
+from ser_serve.model.checkpoint import validate_checkpoint
 from ser_serve.response import schema_problems
 from ser_train.presets import STRUCTURES, make_preset_checkpoint
 
@@ -41,6 +42,13 @@ def test_structures_cover_every_supported_model_type_conv_norm_and_weighted_sum(
     assert {("wav2vec2", "group", True), ("wav2vec2", "layer", True), ("wav2vec2", "group", False),
             ("wav2vec2", "layer", False), ("hubert", "group", True), ("wavlm", "group", False),
             ("wavlm", "layer", True)} <= seen
+
+
+def test_every_structure_passes_the_archive_time_weight_check(served):
+    """The header check must accept every complete checkpoint, or published models could not be archived."""
+    _, checkpoint, classifier = served
+    config = validate_checkpoint(checkpoint)
+    assert config["architectures"] == [type(classifier.model.model).__name__]
 
 
 def test_clip_in_a_mixed_length_batch_equals_the_clip_alone(served, monkeypatch):
