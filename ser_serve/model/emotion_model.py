@@ -90,15 +90,32 @@ class EmotionModel:
         scores = np.zeros((len(features), len(self.id2label)), dtype=np.float32)
         try:
             for group in plan_groups([len(f) for f in features], self.budget):
-                clips = [torch.from_numpy(np.ascontiguousarray(features[i])).to(self.device, self.dtype) for i in group]
-                if len({len(clip) for clip in clips}) == 1:
-                    logits = forward.same_length_logits(self.model, torch.stack(clips))
-                else:
-                    logits = forward.padded_logits(self.model, clips)
-                    self.padded_passes += 1
-                logits = logits.float()
-                rows = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-                scores[group] = rows.cpu().numpy()
+                scores[group] = self._one_pass([features[i] for i in group])
         except torch.OutOfMemoryError as exc:
             raise OutOfMemory("The server ran out of memory for this batch; retry later or send shorter audio.") from exc
         return scores
+
+    @torch.inference_mode()
+    def batching_difference(self, waveforms: Sequence[np.ndarray]) -> float:
+        """Largest score difference between ``waveforms`` (16 kHz, of different lengths) alone and in one padded pass.
+
+        A start-up self-check: the exactness of a padded pass rests on
+        transformers internals, and a worker may run another transformers
+        than the archive was built and tested with.
+        """
+        features = [self.features(waveform) for waveform in waveforms]
+        together = self._one_pass(features)
+        alone = np.concatenate([self._one_pass([f]) for f in features])
+        return float(np.abs(together - alone).max())
+
+    def _one_pass(self, features: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores of ``features`` from one forward pass, padded when their lengths differ."""
+        clips = [torch.from_numpy(np.ascontiguousarray(f)).to(self.device, self.dtype) for f in features]
+        if len({len(clip) for clip in clips}) == 1:
+            logits = forward.same_length_logits(self.model, torch.stack(clips))
+        else:
+            logits = forward.padded_logits(self.model, clips)
+            self.padded_passes += 1
+        logits = logits.float()
+        scores = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+        return scores.cpu().numpy()

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from ts.context import Context, RequestProcessor
 
 from ser_serve.engines.torchserve import handler as ser_handler
@@ -129,3 +130,24 @@ def test_worker_refuses_a_misspelt_setting_by_name(mar_dir):
     with pytest.raises(InvalidSettings, match=r"ser\.batching\.max_padding_ration: unknown setting"):
         service.initialize(make_context(mar_dir, model_yaml_config={"ser": {"batching": {"max_padding_ration": 2}}}))
     assert not service.initialized
+
+
+def test_worker_measures_exact_batching_at_start_and_keeps_its_budget(mar_dir, caplog):
+    service = ser_handler.SERHandler()
+    with caplog.at_level("INFO"):
+        service.initialize(make_context(mar_dir))
+    assert service.classifier.model.budget.max_padding_ratio == 1.25
+    assert "padded batch vs alone" in caplog.text and "ERROR" not in caplog.text
+
+
+def test_worker_batches_identical_lengths_only_when_a_padded_pass_is_not_exact(mar_dir, caplog, monkeypatch):
+    """What a transformers upgrade that broke the masked forward would do: the worker notices and stops padding."""
+    from ser_serve.model import forward
+
+    exact = forward.padded_logits
+    monkeypatch.setattr(forward, "padded_logits", lambda model, clips: exact(model, clips) + 0.1 * torch.arange(8.0))
+    service = ser_handler.SERHandler()
+    with caplog.at_level("INFO"):
+        service.initialize(make_context(mar_dir))
+    assert service.classifier.model.budget.max_padding_ratio == 1.0
+    assert "only clips of identical length will share a forward pass" in caplog.text
