@@ -73,8 +73,12 @@ def header_weight_problems(config, files: list[Path]) -> list[str]:
     transforms = get_model_conversion_mapping(model)
     converters = [t for t in transforms if isinstance(t, WeightConverter)]
     renamings = [t for t in transforms if not isinstance(t, WeightConverter)]
+    try:
+        shapes = _header_shapes(files)
+    except Exception as exc:  # a truncated file, a pickle that is not a plain state dict, ...
+        return [f"the weights cannot be read ({' '.join(str(exc).split())[:300]})"]
     saved = {}
-    for name, shape in _header_shapes(files).items():
+    for name, shape in shapes.items():
         renamed, _ = rename_source_key(name, renamings, converters, model.base_model_prefix, expected)
         saved[renamed] = shape
     mismatched = [(k, saved[k], expected[k]) for k in saved.keys() & expected.keys() if saved[k] != expected[k]]

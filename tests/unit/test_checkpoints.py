@@ -183,3 +183,11 @@ def test_pytorch_bin_only_checkpoint_is_served_like_safetensors(tiny_checkpoint,
 def test_pytorch_bin_with_a_foreign_head_is_refused_from_its_header_too(tiny_checkpoint, tmp_path):
     for message in refusals(pickled_copy(tiny_checkpoint, tmp_path, without(("projector",)))):
         assert "no weights for projector.bias, projector.weight" in message
+
+
+def test_unreadable_weights_are_refused_not_crashed_on(tiny_checkpoint, tmp_path):
+    checkpoint = edited_copy(tiny_checkpoint, tmp_path)
+    data = (checkpoint / "model.safetensors").read_bytes()
+    (checkpoint / "model.safetensors").write_bytes(data[:8] + b"{not json")
+    with pytest.raises(InvalidCheckpoint, match="the weights cannot be read"):
+        validate_checkpoint(checkpoint)
