@@ -191,3 +191,11 @@ def test_unreadable_weights_are_refused_not_crashed_on(tiny_checkpoint, tmp_path
     (checkpoint / "model.safetensors").write_bytes(data[:8] + b"{not json")
     with pytest.raises(InvalidCheckpoint, match="the weights cannot be read"):
         validate_checkpoint(checkpoint)
+
+
+def test_supported_model_types_map_to_the_classes_transformers_builds():
+    from transformers.models.auto.modeling_auto import MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES
+
+    from ser_serve.model.checkpoint import SUPPORTED_MODEL_TYPES
+
+    assert {t: MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES[t] for t in SUPPORTED_MODEL_TYPES} == SUPPORTED_MODEL_TYPES
