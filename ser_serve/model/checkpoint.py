@@ -2,8 +2,8 @@
 
 A servable checkpoint is a Hugging Face directory with ``config.json`` (an
 audio-classification model of the wav2vec2 family, with ``id2label``),
-weights (``model.safetensors``, sharded safetensors with
-``model.safetensors.index.json``, or ``pytorch_model.bin``) that cover the
+weights (``model.safetensors``, ``pytorch_model.bin``, or either sharded
+with its ``*.index.json``) that cover the
 architecture exactly, and ``preprocessor_config.json`` at 16 kHz. Nothing is
 ever downloaded.
 """
@@ -25,9 +25,10 @@ SUPPORTED_MODEL_TYPES = {
     "data2vec-audio": "Data2VecAudioForSequenceClassification",
 }
 SAMPLING_RATE = 16_000
-SAFETENSORS, SAFETENSORS_INDEX, PYTORCH_BIN = "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"
+SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
+PYTORCH_BIN, PYTORCH_BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 # In the order transformers prefers them when several are present.
-WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, PYTORCH_BIN)
+WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, PYTORCH_BIN, PYTORCH_BIN_INDEX)
 CHECKPOINT_FILES = ("config.json", "preprocessor_config.json")
 REGRESSION = "regression"
 MULTI_LABEL = "multi_label_classification"
@@ -43,7 +44,7 @@ def weight_files(path: str | Path) -> list[Path]:
     for name in WEIGHT_FILES:
         if not (path / name).is_file():
             continue
-        if name != SAFETENSORS_INDEX:
+        if not name.endswith(".index.json"):
             return [path / name]
         try:
             shards = sorted(set(json.loads((path / name).read_text())["weight_map"].values()))

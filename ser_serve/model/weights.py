@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from ser_serve.model.checkpoint import PYTORCH_BIN, SAFETENSORS_INDEX
 
 # Tensors a checkpoint may carry or lack without changing an inference answer:
 # masked_spec_embed is the SpecAugment mask vector, used only while training
@@ -90,9 +89,9 @@ def _header_shapes(files: list[Path]) -> Mapping[str, tuple]:
     """Tensor name -> shape from safetensors headers (shards included) or a pickled state dict, reading no data."""
     shapes = {}
     for file in files:
-        if file.name == SAFETENSORS_INDEX:
+        if file.name.endswith(".index.json"):
             continue
-        if file.name == PYTORCH_BIN:
+        if file.suffix == ".bin":
             import torch
 
             # mmap + meta: the pickle's structure is read, the tensor data is not.

@@ -199,3 +199,20 @@ def test_supported_model_types_map_to_the_classes_transformers_builds():
     from ser_serve.model.checkpoint import SUPPORTED_MODEL_TYPES
 
     assert {t: MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES[t] for t in SUPPORTED_MODEL_TYPES} == SUPPORTED_MODEL_TYPES
+
+
+def test_sharded_pytorch_bin_checkpoint_is_served_like_safetensors(tiny_checkpoint, tmp_path):
+    state = load_file(tiny_checkpoint / "model.safetensors")
+    sharded = tmp_path / "bin-shards"
+    shutil.copytree(tiny_checkpoint, sharded)
+    (sharded / "model.safetensors").unlink()
+    names = sorted(state)
+    halves = {"pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
+              "pytorch_model-00002-of-00002.bin": names[len(names) // 2 :]}
+    for shard, keys in halves.items():
+        torch.save({k: state[k] for k in keys}, sharded / shard)
+    index = {"metadata": {}, "weight_map": {k: shard for shard, keys in halves.items() for k in keys}}
+    (sharded / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    assert [f.name for f in weight_files(sharded)] == ["pytorch_model.bin.index.json", *halves]
+    validate_checkpoint(sharded)
+    np.testing.assert_array_equal(answers(sharded), answers(tiny_checkpoint))
