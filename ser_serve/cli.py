@@ -205,7 +205,6 @@ def _predict(args) -> int:
 def _serve(args) -> int:
     from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive
     from ser_serve.errors import InvalidCheckpoint, InvalidSettings
-    from ser_serve.model.checkpoint import validate_checkpoint
 
     production = args.profile == "production"
     if production and not (args.token_file or args.no_auth):
@@ -220,8 +219,7 @@ def _serve(args) -> int:
         from ser_train.presets import make_preset_checkpoint
 
         make_preset_checkpoint("tiny", model_dir)
-    try:
-        validate_checkpoint(model_dir)
+    try:  # build_archive validates the checkpoint, weights included, before writing anything
         archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG)
     except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,7 +6,10 @@ from typing import Mapping, Sequence
 
 
 def to_response(probabilities: Sequence[float], id2label: Mapping[int, str]) -> dict:
-    """Build ``{"results": [...], "dominant": {...}}`` from one row of softmax output.
+    """Build ``{"results": [...], "dominant": {...}}`` from one row of scores.
+
+    The scores are softmax probabilities, or independent per-label sigmoids
+    for a multi-label checkpoint (they then need not sum to 1).
 
     Every label of the checkpoint appears once, sorted by score descending (ties
     keep label-id order so the answer is deterministic); ``dominant`` is the
@@ -24,12 +27,13 @@ def to_response(probabilities: Sequence[float], id2label: Mapping[int, str]) -> 
     return {"results": results, "dominant": dict(results[0])}
 
 
-def schema_problems(body, labels=None, tolerance: float = 1e-3) -> list[str]:
+def schema_problems(body, labels=None, tolerance: float = 1e-3, multi_label: bool = False) -> list[str]:
     """What is wrong with ``body`` as a prediction response; [] when it is valid.
 
     Valid: ``{"results": [{"label", "score"}...], "dominant": results[0]}``
     with unique labels (all of ``labels`` when given), scores in [0, 1],
-    sorted descending, summing to 1 within ``tolerance``.
+    sorted descending, summing to 1 within ``tolerance`` unless
+    ``multi_label`` (independent per-label scores have no fixed sum).
     """
     if not isinstance(body, dict):
         return [f"answer is {type(body).__name__}, not a JSON object"]
@@ -52,7 +56,7 @@ def schema_problems(body, labels=None, tolerance: float = 1e-3) -> list[str]:
         problems.append("a score lies outside [0, 1]")
     if scores != sorted(scores, reverse=True):
         problems.append("results are not sorted by score, highest first")
-    if abs(sum(scores) - 1.0) > tolerance:
+    if not multi_label and abs(sum(scores) - 1.0) > tolerance:
         problems.append(f"scores sum to {sum(scores):.6f}, not 1")
     if body.get("dominant") != results[0]:
         problems.append("'dominant' is not the first result")

@@ -70,15 +70,18 @@ def serve(process: EngineProcess, engine: Engine, auth: Auth, settings: GatewayS
         server.should_exit = True
 
     def watch_engine() -> None:
+        # Whatever happens to the engine once we are stopping it ourselves is not a failure.
         try:
             process.wait_ready(timeout=settings.ready_timeout)
         except Exception as exc:  # the engine never became ready: nothing to serve
-            logger.error("engine failed to start", extra={"reason": str(exc)[-2000:]})
-            failure.set()
-            server.should_exit = True
+            if not drain.draining:
+                logger.error("engine failed to start", extra={"reason": str(exc)[-2000:]})
+                failure.set()
+                server.should_exit = True
             return
-        on_ready()
-        while not server.should_exit:
+        if not drain.draining:
+            on_ready()
+        while not server.should_exit and not drain.draining:
             if not process.is_running():
                 logger.error("engine exited unexpectedly")
                 failure.set()

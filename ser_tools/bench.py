@@ -97,6 +97,10 @@ def run(args) -> dict:
     if not (checkpoint / "config.json").exists():
         log(f"making the base-size checkpoint (random init) in {checkpoint} ...")
         make_preset_checkpoint("base", checkpoint)
+    weighted_checkpoint = Path(args.weighted_checkpoint)
+    if not (weighted_checkpoint / "config.json").exists():
+        log(f"making the base-size weighted-layer-sum checkpoint (random init) in {weighted_checkpoint} ...")
+        make_preset_checkpoint("base", weighted_checkpoint, structure="wav2vec2-base-weighted")
     mix = ClipMix(count=args.clips, seed=args.seed)
     clips = load_or_make_clips(mix, args.cache_dir)
     audio = [c.seconds for c in clips]
@@ -106,6 +110,8 @@ def run(args) -> dict:
 
     log("1/2 model-only ceiling (in-process, no decoding, no server)")
     ceiling = model_only(checkpoint, clips, batch_size, threads, log)
+    log("  the same with a weighted layer sum (superb/wav2vec2-base-superb-er's structure):")
+    weighted = model_only(weighted_checkpoint, clips, batch_size, threads, log)
     torch.set_num_threads(1)  # leave the cores to the server from here on
 
     configurations = served_configurations(args.sweep)
@@ -131,14 +137,14 @@ def run(args) -> dict:
                 log(f"    c={args.concurrency}: {s['audio_s_per_s']:.2f} audio-s/s, {s['requests_per_s']:.2f} req/s, "
                     f"p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, statuses {s['statuses']}; "
                     f"c=1: p50 {results[name]['concurrency_1']['p50_ms']:.0f} ms")
-    report = summarise(ceiling, results, clips, args)
+    report = summarise(ceiling, results, clips, args, weighted)
     write_reports(report, out)
     log(f"wrote {out / 'bench.md'}, bench.json, bench.png")
     print((out / "bench.md").read_text())
     return report
 
 
-def summarise(ceiling: dict, served: dict, clips, args) -> dict:
+def summarise(ceiling: dict, served: dict, clips, args, weighted: dict) -> dict:
     best_ceiling = max(ceiling["batched"]["audio_s_per_s"], ceiling["one_by_one"]["audio_s_per_s"])
     single_p50 = float(np.median(ceiling["single_forward_s"][: args.latency_requests])) * 1000
     ours = served["ser"]
@@ -148,6 +154,7 @@ def summarise(ceiling: dict, served: dict, clips, args) -> dict:
                   "formats": sorted({c.format for c in clips})},
         "concurrency": args.concurrency,
         "model_only": {k: v for k, v in ceiling.items() if k != "single_forward_s"},
+        "model_only_weighted_layer_sum": {k: v for k, v in weighted.items() if k != "single_forward_s"},
         "single_forward_p50_ms": single_p50,
         "served": served,
         "ratios": {name: r["loaded"]["audio_s_per_s"] / best_ceiling for name, r in served.items()},
@@ -155,6 +162,7 @@ def summarise(ceiling: dict, served: dict, clips, args) -> dict:
             "served_vs_ceiling": ours["loaded"]["audio_s_per_s"] / best_ceiling,
             "served_vs_padded": ours["loaded"]["audio_s_per_s"] / served["padded"]["loaded"]["audio_s_per_s"],
             "c1_p50_minus_single_forward_ms": ours["concurrency_1"]["p50_ms"] - single_p50,
+            "weighted_vs_plain_batched": weighted["batched"]["audio_s_per_s"] / ceiling["batched"]["audio_s_per_s"],
         },
     }
     return report
@@ -174,6 +182,9 @@ def write_reports(report: dict, out: Path) -> None:
     for key, label in (("batched", "model-only, exact batches (ceiling)"), ("one_by_one", "model-only, one clip per forward")):
         m = report["model_only"][key]
         lines.append(f"| {label} | {m['audio_s_per_s']:.2f} | {m['requests_per_s']:.2f} | | | | | {m['audio_s_per_s'] / best:.2f} |")
+    m = report["model_only_weighted_layer_sum"]["batched"]
+    lines.append(f"| model-only, exact batches, weighted layer sum | {m['audio_s_per_s']:.2f} | {m['requests_per_s']:.2f} "
+                 f"| | | | | {m['audio_s_per_s'] / best:.2f} |")
     for name, r in report["served"].items():
         s, one = r["loaded"], r["concurrency_1"]
         lines.append(f"| {name}: {r['description']} | {s['audio_s_per_s']:.2f} | {s['requests_per_s']:.2f} | {s['p50_ms']:.0f} | "
@@ -185,6 +196,7 @@ def write_reports(report: dict, out: Path) -> None:
         f"- served / pad-to-longest: **{t['served_vs_padded']:.2f}x** (target >= 1.3x)",
         f"- p50 at concurrency 1 minus median single forward ({report['single_forward_p50_ms']:.0f} ms): "
         f"**{t['c1_p50_minus_single_forward_ms']:+.0f} ms** (target <= +20 ms)",
+        f"- weighted layer sum / plain, model-only exact batches: **{t['weighted_vs_plain_batched']:.2f}** (target >= 0.90)",
     ]
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     plot(report, out / "bench.png")
@@ -222,6 +234,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ser-serve-bench", description=__doc__)
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--checkpoint", default=str(BUILD_DIR / "checkpoints" / "base"))
+    parser.add_argument("--weighted-checkpoint", default=str(BUILD_DIR / "checkpoints" / "base-weighted"),
+                        help="base size with use_weighted_layer_sum, made if absent")
     parser.add_argument("--clips", type=int, default=48, help="clips in the mix (each sent once per stage)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency-requests", type=int, default=16, help="requests at concurrency 1")

@@ -1,14 +1,17 @@
-"""Random-init checkpoints of a few fixed shapes, made locally (nothing is downloaded).
+"""Random-init checkpoints of a few fixed shapes and structures, made locally (nothing is downloaded).
 
-``tiny`` for unit tests, ``small`` for the demo model trained here, ``base``
-(wav2vec2-base's shape) for benchmarks.
+Shapes (``PRESETS``): ``tiny`` for unit tests, ``small`` for the demo model
+trained here, ``base`` (wav2vec2-base's shape) for benchmarks. Structures
+(``STRUCTURES``): the fields of published emotion checkpoints that decide how
+they load and batch (model_type, conv norm, stable layer norm, weighted layer
+sum, preprocessing), applied to any shape.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ser_serve.model.checkpoint import ARCHITECTURE
+from ser_serve.model.checkpoint import SUPPORTED_MODEL_TYPES
 
 # The label set of CREMA-D-style emotion models (RAVDESS adds calm and surprise).
 DEFAULT_LABELS = ("angry", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise")
@@ -78,34 +81,85 @@ PRESETS = {
 }
 
 
-def make_preset_checkpoint(preset: str, out_dir: str | Path, labels=DEFAULT_LABELS, seed: int = 0) -> Path:
-    """Write a random-init checkpoint of ``preset`` ("tiny" or "base") to ``out_dir``.
+# Structural fields of published speech-emotion checkpoints' config.json
+# ("config") and preprocessor_config.json ("extractor"); everything else
+# comes from the shape. Each names the kind of checkpoint it mirrors.
+STRUCTURES = {
+    # wav2vec2-base fine-tunes (and this project's demo): group-norm conv, post-LN encoder, no attention mask.
+    "wav2vec2-base": dict(model_type="wav2vec2", config=dict(feat_extract_norm="group", do_stable_layer_norm=False),
+                          extractor=dict(do_normalize=True, return_attention_mask=False)),
+    # superb/wav2vec2-base-superb-er: as base, with a learned weighted sum of all layers.
+    "wav2vec2-base-weighted": dict(model_type="wav2vec2", config=dict(feat_extract_norm="group", do_stable_layer_norm=False,
+                                                                      use_weighted_layer_sum=True),
+                                   extractor=dict(do_normalize=True, return_attention_mask=False)),
+    # XLSR / large-lv60 / large-robust fine-tunes: layer-norm conv with bias, pre-LN ("stable") encoder, attention mask.
+    "wav2vec2-large": dict(model_type="wav2vec2", config=dict(feat_extract_norm="layer", do_stable_layer_norm=True,
+                                                              conv_bias=True),
+                           extractor=dict(do_normalize=True, return_attention_mask=True)),
+    # superb/wav2vec2-large-superb-er: the large layout with a weighted layer sum.
+    "wav2vec2-large-weighted": dict(model_type="wav2vec2", config=dict(feat_extract_norm="layer", do_stable_layer_norm=True,
+                                                                       conv_bias=True, use_weighted_layer_sum=True),
+                                    extractor=dict(do_normalize=True, return_attention_mask=True)),
+    # superb/hubert-base-superb-er: group-norm conv, weighted layer sum, raw (unnormalised) input.
+    "hubert-base-weighted": dict(model_type="hubert", config=dict(feat_extract_norm="group", do_stable_layer_norm=False,
+                                                                  use_weighted_layer_sum=True),
+                                 extractor=dict(do_normalize=False, return_attention_mask=False)),
+    # superb/hubert-large-superb-er: layer-norm conv, stable layer norm, weighted layer sum.
+    "hubert-large-weighted": dict(model_type="hubert", config=dict(feat_extract_norm="layer", do_stable_layer_norm=True,
+                                                                   conv_bias=True, use_weighted_layer_sum=True),
+                                  extractor=dict(do_normalize=True, return_attention_mask=True)),
+    # microsoft/wavlm-base-plus fine-tunes: group-norm conv, relative position bias, raw input, attention mask.
+    "wavlm-base-plus": dict(model_type="wavlm", config=dict(feat_extract_norm="group", do_stable_layer_norm=False),
+                            extractor=dict(do_normalize=False, return_attention_mask=True)),
+    # microsoft/wavlm-large fine-tunes (SUPERB-style): layer-norm conv, stable layer norm, weighted layer sum.
+    "wavlm-large-weighted": dict(model_type="wavlm", config=dict(feat_extract_norm="layer", do_stable_layer_norm=True,
+                                                                 conv_bias=False, use_weighted_layer_sum=True),
+                                 extractor=dict(do_normalize=True, return_attention_mask=True)),
+    # facebook/data2vec-audio-base fine-tunes: layer-norm conv (always), a stack of 5 positional convolutions.
+    "data2vec-audio-base": dict(model_type="data2vec-audio", config=dict(num_conv_pos_embeddings=5, conv_pos_kernel_size=19),
+                                extractor=dict(do_normalize=True, return_attention_mask=True)),
+}
+# Fields of a wav2vec2 shape that mean something else (or nothing) in data2vec-audio.
+_NOT_DATA2VEC = ("num_conv_pos_embeddings", "feat_extract_norm", "do_stable_layer_norm")
 
-    Deterministic for a given seed. The result is untrained: its answers are
-    meaningless, but its shapes and numerics are those of the real thing.
+
+def make_preset_checkpoint(
+    preset: str,
+    out_dir: str | Path,
+    labels=DEFAULT_LABELS,
+    seed: int = 0,
+    structure: str = "wav2vec2-base",
+    **config_overrides,
+) -> Path:
+    """Write a random-init checkpoint of shape ``preset`` and structure ``structure`` to ``out_dir``.
+
+    ``config_overrides`` go into config.json last (e.g.
+    ``problem_type="multi_label_classification"``). Deterministic for a
+    given seed. The result is untrained: its answers are meaningless, but its
+    shapes and numerics are those of the real thing.
     """
     import torch
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+    from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if structure not in STRUCTURES:
+        raise ValueError(f"unknown structure {structure!r}; choose one of {sorted(STRUCTURES)}")
     out_dir = Path(out_dir)
-    config = Wav2Vec2Config(
-        **PRESETS[preset],
+    model_type = STRUCTURES[structure]["model_type"]
+    fields = {k: v for k, v in PRESETS[preset].items() if model_type != "data2vec-audio" or k not in _NOT_DATA2VEC}
+    config = AutoConfig.for_model(
+        model_type,
+        **{**fields, **STRUCTURES[structure]["config"], **config_overrides},
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
-        architectures=[ARCHITECTURE],
+        architectures=[SUPPORTED_MODEL_TYPES[model_type]],
     )
     torch.manual_seed(seed)
-    model = Wav2Vec2ForSequenceClassification(config).eval()
+    model = AutoModelForAudioClassification.from_config(config).eval()
     model.save_pretrained(out_dir, safe_serialization=True)
-    # wav2vec2-base's preprocessing: per-utterance zero-mean unit-variance, no attention mask.
     Wav2Vec2FeatureExtractor(
-        feature_size=1,
-        sampling_rate=16_000,
-        padding_value=0.0,
-        do_normalize=True,
-        return_attention_mask=False,
+        feature_size=1, sampling_rate=16_000, padding_value=0.0, **STRUCTURES[structure]["extractor"]
     ).save_pretrained(out_dir)
     return out_dir

@@ -21,6 +21,37 @@ def classifier(tiny_checkpoint):
     return EmotionClassifier.from_pretrained(tiny_checkpoint, device="cpu")
 
 
+def spy(monkeypatch, module, *names) -> dict:
+    """Count calls of ``module``'s functions ``names`` (they still run); returns the live {name: calls}."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        original = getattr(module, name)
+
+        def counting(*args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counting)
+    return calls
+
+
+def stock_reference(checkpoint, audio_16k) -> dict:
+    """The model card's reference answer for one 16 kHz clip, {label: score}: AutoFeatureExtractor ->
+    AutoModelForAudioClassification (a batch of one, with the attention mask when the extractor returns one)
+    -> softmax, or sigmoid for a multi-label checkpoint."""
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    extractor = AutoFeatureExtractor.from_pretrained(checkpoint)
+    model = AutoModelForAudioClassification.from_pretrained(checkpoint).eval()
+    inputs = extractor(audio_16k, sampling_rate=16_000, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits[0]
+    multi_label = model.config.problem_type == "multi_label_classification"
+    scores = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+    return {model.config.id2label[i]: float(s) for i, s in enumerate(scores)}
+
+
 def start_server(tmp_path, checkpoint, model_config_overrides=None, properties=None):
     """A started TorchServe for ``checkpoint`` on free loopback ports (see start_on_free_ports)."""
     from ser_serve.engines.torchserve.server import start_on_free_ports

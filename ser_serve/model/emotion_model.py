@@ -1,14 +1,8 @@
-"""Checkpoint loading and exact, length-aware batched inference.
+"""A loaded checkpoint with exact, length-aware batched inference.
 
-Why not simply pad a batch to its longest clip: wav2vec2-base normalises its
-first conv layer over time (GroupNorm) and takes no attention mask, so
-zero-padding changes every shorter clip's answer (by up to 0.04 in
-probability on the base architecture). Instead the conv feature encoder runs
-on each clip unpadded; its frames are then padded and the transformer runs
-with an attention mask. That is exact: every later layer works per frame,
-masks padded keys out of attention, or (the positional convolution) sees the
-same zeros past a clip's end that it sees when the clip is alone; pooling
-averages only real frames. See docs/batching.md.
+Loading and its integrity checks live in ``checkpoint``, ``weights`` and
+``loading``; the batched forward and why it is exact for every supported
+shape in ``forward`` (see docs/batching.md).
 """
 
 from __future__ import annotations
@@ -21,8 +15,10 @@ import torch
 
 from ser_serve.audio import TARGET_SAMPLE_RATE
 from ser_serve.batching import BatchBudget, plan_groups
-from ser_serve.model.checkpoint import validate_checkpoint
 from ser_serve.errors import OutOfMemory
+from ser_serve.model import forward
+from ser_serve.model.checkpoint import MULTI_LABEL, labels_from_config, validate_checkpoint
+from ser_serve.model.loading import load_checkpoint
 
 
 class EmotionModel:
@@ -35,9 +31,8 @@ class EmotionModel:
         budget: BatchBudget = BatchBudget(),
         dtype: torch.dtype = torch.float32,
     ):
-        from transformers import AutoFeatureExtractor, Wav2Vec2ForSequenceClassification
-
-        validate_checkpoint(checkpoint_dir)
+        # The weights are checked by from_pretrained's loading info below; the header check is the archive's.
+        config = validate_checkpoint(checkpoint_dir, check_weights=False)
         self.checkpoint_dir = Path(checkpoint_dir)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cuda":
@@ -48,20 +43,15 @@ class EmotionModel:
             torch.backends.cuda.matmul.allow_tf32 = False
         self.dtype = dtype
         self.budget = budget
-        self.feature_extractor = AutoFeatureExtractor.from_pretrained(self.checkpoint_dir)
-        if self.feature_extractor.sampling_rate != TARGET_SAMPLE_RATE:
-            raise ValueError(
-                f"checkpoint expects {self.feature_extractor.sampling_rate} Hz; this server feeds {TARGET_SAMPLE_RATE} Hz"
-            )
-        self.model = Wav2Vec2ForSequenceClassification.from_pretrained(self.checkpoint_dir)
-        self.model.to(device=self.device, dtype=dtype).eval()
-        self.id2label = {int(i): label for i, label in self.model.config.id2label.items()}
-        config = self.model.config
-        # The masked path re-assembles the classification forward from its
-        # parts; configurations that add parts it does not cover (an adapter
-        # that changes the frame rate, a weighted sum of layers) fall back to
-        # grouping clips of identical length, which is exact too, only slower.
-        self.masked_batching = not (getattr(config, "add_adapter", False) or config.use_weighted_layer_sum)
+        self.feature_extractor, self.model = load_checkpoint(self.checkpoint_dir)
+        self.exactness_adapters = forward.make_exact(self.model)
+        self.model.to(device=self.device, dtype=dtype)
+        self.id2label = labels_from_config(config)
+        # A multi-label head was trained with independent sigmoids (BCE): its
+        # scores are per label and do not sum to 1; softmax would distort them.
+        self.multi_label = config.get("problem_type") == MULTI_LABEL
+        # Forward passes that mixed lengths (logged by the handler: shows batching at work).
+        self.padded_passes = 0
 
     @property
     def labels(self) -> list[str]:
@@ -91,42 +81,41 @@ class EmotionModel:
 
     @torch.inference_mode()
     def predict_proba(self, features: Sequence[np.ndarray]) -> np.ndarray:
-        """Softmax probabilities, shape (len(features), num_labels), for normalised inputs.
+        """Scores, shape (len(features), num_labels), for normalised inputs.
 
-        Each clip's row equals what the clip gets alone (within float
-        rounding), whatever else is in the batch.
+        Softmax probabilities, or per-label sigmoids for a multi-label
+        checkpoint. Each clip's row equals what the clip gets alone (within
+        float rounding), whatever else is in the batch.
         """
-        probabilities = np.zeros((len(features), len(self.id2label)), dtype=np.float32)
+        scores = np.zeros((len(features), len(self.id2label)), dtype=np.float32)
         try:
             for group in plan_groups([len(f) for f in features], self.budget):
-                clips = [torch.from_numpy(np.ascontiguousarray(features[i])) for i in group]
-                logits = self._logits(clips)
-                probabilities[group] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                scores[group] = self._one_pass([features[i] for i in group])
         except torch.OutOfMemoryError as exc:
             raise OutOfMemory("The server ran out of memory for this batch; retry later or send shorter audio.") from exc
-        return probabilities
+        return scores
 
-    def _logits(self, clips: list[torch.Tensor]) -> torch.Tensor:
-        same_length = len({len(c) for c in clips}) == 1
-        if same_length:  # no padding at all: the plain forward is exact
-            batch = torch.stack(clips).to(self.device, self.dtype)
-            return self.model(input_values=batch).logits
-        if not self.masked_batching:
-            return torch.cat([self.model(input_values=c[None].to(self.device, self.dtype)).logits for c in clips])
-        return self._masked_logits(clips)
+    @torch.inference_mode()
+    def batching_difference(self, waveforms: Sequence[np.ndarray]) -> float:
+        """Largest score difference between ``waveforms`` (16 kHz, of different lengths) alone and in one padded pass.
 
-    def _masked_logits(self, clips: list[torch.Tensor]) -> torch.Tensor:
-        wav2vec2, model = self.model.wav2vec2, self.model
-        # 1. Conv feature encoder on each clip alone: its GroupNorm sees only the clip.
-        per_clip = [wav2vec2.feature_extractor(c[None].to(self.device, self.dtype))[0].transpose(0, 1) for c in clips]
-        frame_lengths = torch.tensor([len(f) for f in per_clip], device=self.device)
-        frames = torch.nn.utils.rnn.pad_sequence(per_clip, batch_first=True)
-        mask = torch.arange(frames.shape[1], device=self.device)[None, :] < frame_lengths[:, None]
-        # 2. Transformer on padded frames; the encoder zeroes padded frames and masks them out of attention.
-        hidden, _ = wav2vec2.feature_projection(frames)
-        hidden = wav2vec2.encoder(hidden, attention_mask=mask).last_hidden_state
-        # 3. Head: project, average over real frames only, classify.
-        hidden = model.projector(hidden) * mask[..., None]
-        pooled = hidden.sum(dim=1) / frame_lengths[:, None].to(hidden.dtype)
-        return model.classifier(pooled)
+        A start-up self-check: the exactness of a padded pass rests on
+        transformers internals, and a worker may run another transformers
+        than the archive was built and tested with.
+        """
+        features = [self.features(waveform) for waveform in waveforms]
+        together = self._one_pass(features)
+        alone = np.concatenate([self._one_pass([f]) for f in features])
+        return float(np.abs(together - alone).max())
 
+    def _one_pass(self, features: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores of ``features`` from one forward pass, padded when their lengths differ."""
+        clips = [torch.from_numpy(np.ascontiguousarray(f)).to(self.device, self.dtype) for f in features]
+        if len({len(clip) for clip in clips}) == 1:
+            logits = forward.same_length_logits(self.model, torch.stack(clips))
+        else:
+            logits = forward.padded_logits(self.model, clips)
+            self.padded_passes += 1
+        logits = logits.float()
+        scores = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+        return scores.cpu().numpy()

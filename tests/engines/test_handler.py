@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from ts.context import Context, RequestProcessor
 
 from ser_serve.engines.torchserve import handler as ser_handler
@@ -39,7 +40,8 @@ def handler(mar_dir):
 
 def test_bad_items_get_their_own_status_and_neighbours_succeed(handler, mar_dir, classifier):
     good_wav = encode(voice(1.0, 16_000, seed=1), 16_000, "wav")
-    good_mp3 = encode(voice(2.0, 44_100, 2, seed=2), 44_100, "mp3")
+    # 1.2 s: within the shipped padding ratio (1.25) of the wav, so the two share one padded pass.
+    good_mp3 = encode(voice(1.2, 44_100, 2, seed=2), 44_100, "mp3")
     batch = [
         {"data": good_wav},
         {"body": bytearray(b"definitely not audio")},
@@ -50,15 +52,19 @@ def test_bad_items_get_their_own_status_and_neighbours_succeed(handler, mar_dir,
     ]
     context = make_context(mar_dir)
     set_batch(context, len(batch))
+    padded_before = handler.classifier.model.padded_passes
     responses = handler.handle(batch, context)
     statuses = [context.get_response_status(i)[0] for i in range(len(batch))]
     bodies = [json.loads(r) for r in responses]
+    assert handler.classifier.model.padded_passes == padded_before + 1
 
     assert statuses == [200, 415, 200, 400, 415, 413]
     assert [b.get("error", {}).get("code") for b in bodies] == [
         None, "unsupported_media_type", None, "empty_input", "unsupported_media_type", "audio_too_long"]
-    assert bodies[0] == classifier.predict(good_wav)
-    assert bodies[2] == classifier.predict(good_mp3)
+    for body, alone in ((bodies[0], classifier.predict(good_wav)), (bodies[2], classifier.predict(good_mp3))):
+        # Batched (padded with its neighbour) equals alone within float rounding.
+        assert [r["label"] for r in body["results"]] == [r["label"] for r in alone["results"]]
+        assert [r["score"] for r in body["results"]] == pytest.approx([r["score"] for r in alone["results"]], abs=1e-5)
     assert all(context.get_response_content_type(i) == "application/json" for i in range(len(batch)))
 
 
@@ -124,3 +130,24 @@ def test_worker_refuses_a_misspelt_setting_by_name(mar_dir):
     with pytest.raises(InvalidSettings, match=r"ser\.batching\.max_padding_ration: unknown setting"):
         service.initialize(make_context(mar_dir, model_yaml_config={"ser": {"batching": {"max_padding_ration": 2}}}))
     assert not service.initialized
+
+
+def test_worker_measures_exact_batching_at_start_and_keeps_its_budget(mar_dir, caplog):
+    service = ser_handler.SERHandler()
+    with caplog.at_level("INFO"):
+        service.initialize(make_context(mar_dir))
+    assert service.classifier.model.budget.max_padding_ratio == 1.25
+    assert "padded batch vs alone" in caplog.text and "ERROR" not in caplog.text
+
+
+def test_worker_batches_identical_lengths_only_when_a_padded_pass_is_not_exact(mar_dir, caplog, monkeypatch):
+    """What a transformers upgrade that broke the masked forward would do: the worker notices and stops padding."""
+    from ser_serve.model import forward
+
+    exact = forward.padded_logits
+    monkeypatch.setattr(forward, "padded_logits", lambda model, clips: exact(model, clips) + 0.1 * torch.arange(8.0))
+    service = ser_handler.SERHandler()
+    with caplog.at_level("INFO"):
+        service.initialize(make_context(mar_dir))
+    assert service.classifier.model.budget.max_padding_ratio == 1.0
+    assert "only clips of identical length will share a forward pass" in caplog.text

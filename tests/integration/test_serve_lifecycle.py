@@ -137,7 +137,7 @@ def test_production_profile_takes_the_operators_token_logs_json_and_refuses_non_
         assert one.status_code == 200 and one.json() == answer.json()
 
         served.process.send_signal(signal.SIGTERM)
-        assert served.process.wait(timeout=60) == 0
+        assert served.process.wait(timeout=60) == 0, served.output
         time.sleep(0.2)  # the reader thread collects the last lines
         records = [json.loads(line) for line in served.lines if line.startswith("{")]
         logged = [r for r in records if r.get("request_id") == "client-req-42"]

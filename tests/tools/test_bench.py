@@ -13,7 +13,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_path):
-    args = bench.parse_args(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "out"),
+    from ser_train.presets import make_preset_checkpoint
+
+    weighted = make_preset_checkpoint("tiny", tmp_path / "weighted", structure="wav2vec2-base-weighted")
+    args = bench.parse_args(["--checkpoint", str(tiny_checkpoint), "--weighted-checkpoint", str(weighted),
+                             "--out", str(tmp_path / "out"),
                              "--clips", "6", "--concurrency", "3", "--latency-requests", "3",
                              "--stage-seconds", "60", "--cache-dir", str(tmp_path / "clips")])
     import torch
@@ -30,10 +34,12 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
         assert result["loaded"]["audio_s_per_s"] > 0
         assert result["loaded"]["p50_ms"] <= result["loaded"]["p99_ms"]
     assert report["model_only"]["batched"]["audio_s_per_s"] > 0
-    assert set(report["targets"]) == {"served_vs_ceiling", "served_vs_padded", "c1_p50_minus_single_forward_ms"}
+    assert set(report["targets"]) == {"served_vs_ceiling", "served_vs_padded", "c1_p50_minus_single_forward_ms",
+                                      "weighted_vs_plain_batched"}
+    assert report["model_only_weighted_layer_sum"]["batched"]["audio_s_per_s"] > 0
     assert json.loads((tmp_path / "out" / "bench.json").read_text()) == report
     table = (tmp_path / "out" / "bench.md").read_text()
-    assert "| ser: ours" in table and "| padded: baseline" in table
+    assert "| ser: ours" in table and "| padded: baseline" in table and "weighted layer sum |" in table
     assert (tmp_path / "out" / "bench.png").stat().st_size > 10_000
     # The clip mix is generated once and read back from the cache afterwards.
     assert len(list((tmp_path / "clips").glob("*/*.*"))) == 7  # 6 clips + index.json

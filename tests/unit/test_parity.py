@@ -5,14 +5,14 @@ import pytest
 
 from ser_serve.model.calibration import voice
 from ser_tools.encode import encode
+from conftest import spy, stock_reference
+from ser_serve.model import forward
 
 
 def reference_probabilities(wav_path, checkpoint):
     """The reference path, written out as users run it outside the server."""
     import librosa
     import soundfile
-    import torch
-    from transformers import AutoFeatureExtractor, Wav2Vec2ForSequenceClassification
 
     audio, rate = soundfile.read(wav_path)
     if audio.ndim == 2:
@@ -20,13 +20,7 @@ def reference_probabilities(wav_path, checkpoint):
     audio = librosa.resample(audio, orig_sr=rate, target_sr=16_000)
     if len(audio) < 1_600:
         audio = np.pad(audio, (0, 16_000 - len(audio)))
-    extractor = AutoFeatureExtractor.from_pretrained(checkpoint)
-    model = Wav2Vec2ForSequenceClassification.from_pretrained(checkpoint).eval()
-    inputs = extractor(audio, sampling_rate=16_000, return_tensors="pt")
-    with torch.no_grad():
-        logits = model(**inputs).logits
-    probabilities = torch.softmax(logits, dim=-1)[0].numpy()
-    return {model.config.id2label[i]: float(p) for i, p in enumerate(probabilities)}
+    return stock_reference(checkpoint, audio)
 
 
 @pytest.mark.parametrize(
@@ -47,12 +41,15 @@ def test_served_probabilities_equal_reference_for_wav(tmp_path, tiny_checkpoint,
     assert max(expected.values()) - min(expected.values()) > 0.01
 
 
-def test_batch_of_mixed_lengths_equals_each_clip_alone(classifier):
-    clips = [voice(s, 16_000, seed=i) for i, s in enumerate([1.0, 2.5, 1.0, 0.05, 3.3, 2.5])]
+def test_batch_of_mixed_lengths_equals_each_clip_alone(classifier, monkeypatch):
+    # Within 25 % of each other, so the shipped padding ratio (1.25) puts them in one padded pass.
+    clips = [voice(s, 16_000, seed=i) for i, s in enumerate([1.0, 1.1, 1.2, 1.05])]
     features = [classifier.prepare(clip) for clip in clips]
-    batched = classifier.model.predict_proba(features)
     alone = np.stack([classifier.model.predict_proba([f])[0] for f in features])
-    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    calls = spy(monkeypatch, forward, "padded_logits", "per_clip_conv")
+    batched = classifier.model.predict_proba(features)
+    assert calls == {"padded_logits": 1, "per_clip_conv": 1}  # one pass, the group-norm conv run per clip
+    np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-5)
 
 
 def test_predict_accepts_path_bytes_and_array_alike(tmp_path, classifier):

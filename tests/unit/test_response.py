@@ -1,7 +1,7 @@
 import pytest
 
 from ser_serve.errors import AudioTooLong, UnsupportedMediaType, error_response
-from ser_serve.response import to_response
+from ser_serve.response import schema_problems, to_response
 
 LABELS = {0: "angry", 1: "happy", 2: "sad"}
 
@@ -35,3 +35,11 @@ def test_unexpected_errors_become_500_without_leaking_internals():
     status, _, body = error_response(KeyError("secret internal detail"))
     assert status == 500
     assert "secret" not in body["error"]["message"]
+
+
+def test_multi_label_scores_need_not_sum_to_one_but_must_be_sorted_and_bounded():
+    body = to_response([0.9, 0.8, 0.05], LABELS)
+    assert schema_problems(body, list(LABELS.values()), multi_label=True) == []
+    assert schema_problems(body, list(LABELS.values())) == ["scores sum to 1.750000, not 1"]
+    unsorted = {"results": body["results"][::-1], "dominant": body["results"][-1]}
+    assert "results are not sorted by score, highest first" in schema_problems(unsorted, multi_label=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ser_serve.model.checkpoint import CHECKPOINT_FILES, WEIGHT_FILES, validate_checkpoint
+from ser_serve.model.checkpoint import CHECKPOINT_FILES, validate_checkpoint, weight_files
 from ser_serve.settings import ServeSettings
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the ser_serve package
@@ -76,6 +76,10 @@ def build_archive(
 ) -> Path:
     """Validate ``checkpoint_dir`` and ``model_config``, write ``<export_dir>/<model_name>.mar``; return its path.
 
+    The checkpoint check includes its weights against its architecture (see
+    ser_serve.model.weights): a checkpoint that would load with a random
+    layer never becomes an archive.
+
     ``handler`` replaces the archive's entry module with another handler file
     (the benchmark packs its baselines this way). An invalid checkpoint or
     settings file raises before anything is written.
@@ -93,9 +97,9 @@ def build_archive(
         copy_runtime(staging)
         checkpoint_out = staging / "checkpoint"
         checkpoint_out.mkdir()
-        for name in CHECKPOINT_FILES + WEIGHT_FILES:
-            if (checkpoint_dir / name).is_file():
-                shutil.copy2(checkpoint_dir / name, checkpoint_out / name)
+        # One weight format only (the one transformers loads), shards with their index.
+        for source in [checkpoint_dir / name for name in CHECKPOINT_FILES] + weight_files(checkpoint_dir):
+            shutil.copy2(source, checkpoint_out / source.name)
         if handler is None:
             handler = Path(tmp) / ENTRY_MODULE
             handler.write_text(ENTRY_SOURCE)

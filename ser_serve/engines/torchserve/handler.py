@@ -30,6 +30,8 @@ JSON = "application/json"
 # Keys under which TorchServe hands over a body: "data"/"body" for a raw body,
 # the form field name for multipart uploads ("file" by convention).
 BODY_KEYS = ("data", "body", "file", "audio")
+# What "a clip's answer does not depend on its neighbours" means in float32 (measured: 1e-7).
+EXACT_TOLERANCE = 1e-5
 
 
 def request_payload(request: dict) -> bytes | bytearray:
@@ -71,6 +73,7 @@ class SERHandler:
         self.classifier = EmotionClassifier.from_pretrained(
             os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=settings.limits, budget=budget
         )
+        self._check_exact_batching(model_dir)
         if on_gpu and settings.gpu.fp16:
             tolerance = settings.gpu.fp16_tolerance
             difference = self.classifier.model.try_half_precision(tolerance, calibration_clips())
@@ -82,6 +85,24 @@ class SERHandler:
         )
         self.metrics = HandlerMetrics(context)
         self.initialized = True
+
+    def _check_exact_batching(self, model_dir: str) -> None:
+        """Measure a padded pass against clips alone; if it is not exact here, batch identical lengths only.
+
+        The archive pins transformers, but TorchServe does not install the
+        pins (install_py_dep_per_model=false): log what runs against them.
+        """
+        model = self.classifier.model
+        difference = model.batching_difference(calibration_clips()[:2])
+        pinned = _pinned_versions(os.path.join(model_dir, "requirements.txt"))
+        installed = {name: _installed_version(name) for name in ("torch", "transformers")}
+        drift = {name: (pinned[name], version) for name, version in installed.items() if pinned.get(name, version) != version}
+        logger.info("padded batch vs alone: %.1e; installed %s; differs from the archive's pins: %s",
+                    difference, installed, drift or "nothing")
+        if difference > EXACT_TOLERANCE:
+            logger.error("a padded forward pass changed scores by %.1e (> %.0e) with these packages: only clips of "
+                         "identical length will share a forward pass", difference, EXACT_TOLERANCE)
+            model.budget = model.budget.model_copy(update={"max_padding_ratio": 1.0})
 
     def handle(self, data: list[dict], context) -> list[str]:
         responses: list[str | None] = [None] * len(data)
@@ -97,7 +118,6 @@ class SERHandler:
             self.metrics.record_decoded((time.perf_counter() - started) * 1000, len(features) / TARGET_SAMPLE_RATE)
             prepared.append(features)
             prepared_indices.append(idx)
-        logger.info("batch of %d: %d valid", len(data), len(prepared))
         if prepared:
             try:
                 results = self.classifier.predict_features(prepared)
@@ -110,6 +130,8 @@ class SERHandler:
                 else:
                     context.set_response_content_type(idx, JSON)
                     responses[idx] = json.dumps(result)
+        logger.info("batch of %d: %d valid; padded forward passes so far: %d",
+                    len(data), len(prepared), self.classifier.model.padded_passes)
         return responses
 
     def _error(self, context, idx: int, exc: Exception) -> str:
@@ -120,6 +142,21 @@ class SERHandler:
         context.set_response_status(status, phrase, idx)
         context.set_response_content_type(idx, JSON)
         return json.dumps(body)
+
+
+def _pinned_versions(requirements: str) -> dict[str, str]:
+    """``name==version`` lines of the archive's requirements.txt ({} when there is none)."""
+    try:
+        lines = open(requirements).read().split()
+    except OSError:
+        return {}
+    return dict(line.split("==", 1) for line in lines if "==" in line)
+
+
+def _installed_version(name: str) -> str:
+    from importlib import metadata
+
+    return metadata.version(name)
 
 
 def _request_id(context, idx: int) -> str:
