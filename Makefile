@@ -4,6 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # The committed demo model (trained on synthetic speech); models/tiny is untrained.
 MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
+# Precision profile of the worker: float32 | bfloat16 | int8 | auto (empty: the model-config's, shipped float32).
+# A reduced profile runs only if it agrees with float32 at worker start (README "Performance").
+PRECISION ?=
+PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 
 .PHONY: setup java serve test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
 
@@ -26,10 +30,10 @@ models/tiny: | $(VENV)/.installed
 checkpoint: models/tiny
 
 archive: setup
-	$(PY) -m ser_serve.cli archive --model-dir $(MODEL_DIR)
+	$(PY) -m ser_serve.cli archive --model-dir $(MODEL_DIR) $(PRECISION_ARG)
 
 serve: setup
-	$(PY) -m ser_serve.cli serve --model-dir $(MODEL_DIR)
+	$(PY) -m ser_serve.cli serve --model-dir $(MODEL_DIR) $(PRECISION_ARG)
 
 test: setup test-tools
 	$(PY) -m pytest
@@ -76,7 +80,7 @@ train-demo: data
 	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir build/demo --out build/demo/eval
 
 evaluate-demo: data
-	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir models/demo --out build/demo-eval
+	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir models/demo --out build/demo-eval $(PRECISION_ARG)
 
 # gRPC stubs from the installed TorchServe's own inference.proto (also made on first use).
 grpc-stubs: setup

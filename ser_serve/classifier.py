@@ -12,6 +12,7 @@ from ser_serve.audio import AudioLimits, from_array, load_waveform, to_mono_16k
 from ser_serve.batching import BatchBudget
 from ser_serve.model.emotion_model import EmotionModel
 from ser_serve.response import to_response
+from ser_serve.settings import PrecisionSettings
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
 
@@ -36,14 +37,21 @@ class EmotionClassifier:
         limits: AudioLimits = AudioLimits(),
         budget: BatchBudget = BatchBudget(),
         dtype=None,
+        precision: str | PrecisionSettings | None = None,
     ):
         """Load a checkpoint directory (config.json, weights, preprocessor_config.json).
 
         ``device`` defaults to CUDA when available; ``dtype`` to float32.
+        ``precision`` (a profile name or settings) runs a faster profile if it
+        passes its guard against float32; ``model.precision_choice`` says
+        what runs and why.
         """
         import torch
 
-        return cls(EmotionModel(path, device=device, budget=budget, dtype=dtype or torch.float32), limits)
+        model = EmotionModel(path, device=device, budget=budget, dtype=dtype or torch.float32)
+        if precision is not None:
+            model.use_precision(PrecisionSettings(profile=precision) if isinstance(precision, str) else precision)
+        return cls(model, limits)
 
     @property
     def labels(self) -> list[str]:

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=MODEL_STORE)
     p.add_argument("--name", default="ser")
     p.add_argument("--model-config", type=Path, default=None, help="model-config.yaml (default: the one shipped in ser_serve/engines/torchserve/defaults)")
+    _precision_option(p)
     p.set_defaults(run=_archive)
 
     p = commands.add_parser("serve", help="build the archive and serve it: TorchServe behind a drain-aware gateway")
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, default=WORKDIR, help="key file, logs, sample clip")
     p.add_argument("--model-store", type=Path, default=MODEL_STORE)
     p.add_argument("--model-config", type=Path, default=None)
+    _precision_option(p)
     p.add_argument("--profile", choices=["laptop", "production"], default="laptop",
                    help="laptop: loopback, TorchServe's tokens, gRPC on; production: replicas behind a "
                         "load balancer (operator token or --no-auth, TorchServe internal, JSON logs)")
@@ -89,6 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     return args.run(args) or 0
 
 
+def _precision_option(parser) -> None:
+    from typing import get_args
+
+    from ser_serve.settings import PrecisionProfile
+
+    parser.add_argument("--precision", choices=get_args(PrecisionProfile), default=None,
+                        help="the worker's precision profile, guarded against float32 at start "
+                             "(default: the model-config's ser.precision.profile, shipped float32)")
+
+
 def _delegate(command: str):
     """The ``main`` of a command that lives in the tools or training package."""
     try:
@@ -128,7 +140,8 @@ def _archive(args) -> int:
     from ser_serve.errors import InvalidCheckpoint, InvalidSettings
 
     try:
-        path = build_archive(args.model_dir, args.out, args.name, args.model_config or DEFAULT_MODEL_CONFIG)
+        path = build_archive(args.model_dir, args.out, args.name, args.model_config or DEFAULT_MODEL_CONFIG,
+                             precision=args.precision)
     except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -220,7 +233,8 @@ def _serve(args) -> int:
 
         make_preset_checkpoint("tiny", model_dir)
     try:  # build_archive validates the checkpoint, weights included, before writing anything
-        archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG)
+        archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG,
+                                precision=args.precision)
     except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

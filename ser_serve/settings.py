@@ -8,7 +8,7 @@ refused at every level; every value has a range.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
@@ -82,6 +82,37 @@ class GpuSettings(_Section):
     fp16_tolerance: float = Field(1e-3, gt=0.0, le=1.0)
 
 
+# float32: the reference. bfloat16: torch.autocast (about 2x on CPUs with AVX512-BF16, slower
+# without). int8: dynamic int8 activations and weights in the Linear layers (torchao). auto: the
+# fastest of these on this host that passes the guard, measured at worker start.
+PrecisionProfile = Literal["float32", "bfloat16", "int8", "auto"]
+
+
+class PrecisionGuard(_Section):
+    """How close to float32 a faster profile must stay on the calibration clips to be used."""
+
+    # Share of calibration clips whose top label must equal float32's: a
+    # profile that changes answers is not faster, it is wrong.
+    min_agreement: float = Field(0.99, ge=0.0, le=1.0)
+    # No probability of any clip may move more than this against float32.
+    max_probability_change: float = Field(0.02, gt=0.0, le=1.0)
+
+
+class PrecisionSettings(_Section):
+    """Which arithmetic a worker runs (ser_serve/model/precision.py), and the guard that checks it."""
+
+    profile: PrecisionProfile = "float32"
+    guard: PrecisionGuard = PrecisionGuard()
+    # Operator calibration clips (audio files of any supported format) compared
+    # with float32 besides the built-in synthetic ones: clips like the traffic
+    # make the guard meaningful for a real model. Absolute, or relative to the
+    # worker's model directory; None: built-in clips only.
+    calibration_dir: str | None = None
+    # auto: seconds spent timing the candidates at worker start (each also runs
+    # once for the guard). Enough for a few passes of base size on 2 cores.
+    auto_seconds: float = Field(20.0, gt=0.0, le=600.0)
+
+
 class ServeSettings(_Section):
     """The whole ``ser:`` section."""
 
@@ -90,6 +121,14 @@ class ServeSettings(_Section):
     limits: AudioLimits = AudioLimits()
     batching: BatchBudget = BatchBudget()
     gpu: GpuSettings = GpuSettings()
+    precision: PrecisionSettings = PrecisionSettings()
+
+    @model_validator(mode="after")
+    def _one_reduced_precision(self):
+        # gpu.fp16 casts the weights; a profile on top would guard one against the other, not against float32.
+        if self.gpu.fp16 and self.precision.profile != "float32":
+            raise ValueError(f"gpu.fp16 and precision.profile {self.precision.profile!r} exclude each other: choose one")
+        return self
 
     @classmethod
     def from_mapping(cls, values: dict | None, source: str = "model-config.yaml", prefix: str = "ser"):

@@ -39,13 +39,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--key-file", type=Path, help="TorchServe key_file.json to read the token from")
     parser.add_argument("--concurrency", type=int, default=4, help="parallel requests with --url")
     parser.add_argument("--out", type=Path, required=True, help="folder for report.json and confusion.png")
+    parser.add_argument("--precision", default=None, help="in-process: precision profile (float32, bfloat16, int8, auto), "
+                        "guarded against float32 as in a worker")
     return parser.parse_args(argv)
 
 
-def predict_in_process(model_dir: Path, examples) -> list[str]:
+def predict_in_process(model_dir: Path, examples, precision: str | None = None) -> list[str]:
     from ser_serve import EmotionClassifier
 
-    classifier = EmotionClassifier.from_pretrained(model_dir)
+    classifier = EmotionClassifier.from_pretrained(model_dir, precision=precision)
+    if precision:
+        choice = classifier.model.precision_choice
+        print(f"precision: requested {choice.requested}, running {choice.profile}; guard {choice.as_dict()['guard']}")
     return [classifier.predict(e.audio)["dominant"]["label"] for e in tqdm(examples, desc="evaluate", unit="clip")]
 
 
@@ -113,13 +118,15 @@ def plot_confusion(result: dict, path: Path, title: str) -> None:
 def evaluate(args) -> dict:
     examples = read_examples(args.data, args.audio_column, args.label_column, split=args.split,
                              split_column=args.split_column)
+    if args.precision and args.url:
+        raise SystemExit("--precision is for --model-dir; a server runs the profile its archive names")
     if args.url:
         token = inference_token(args.token, args.key_file)
         predicted = predict_over_http(args.url, args.model, token, examples, args.concurrency)
         source = f"{args.url} model {args.model}"
     else:
-        predicted = predict_in_process(args.model_dir, examples)
-        source = str(args.model_dir)
+        predicted = predict_in_process(args.model_dir, examples, args.precision)
+        source = str(args.model_dir) + (f" precision {args.precision}" if args.precision else "")
     result = report([e.label for e in examples], predicted)
     result["data"] = str(args.data) + (f" [{args.split}]" if args.split else "")
     result["model"] = source

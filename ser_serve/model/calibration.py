@@ -27,3 +27,27 @@ def voice(seconds: float, sample_rate: int = 16_000, channels: int = 1, seed: in
 def calibration_clips() -> list[np.ndarray]:
     """The built-in clips a reduced-precision model is compared with float32 on (16 kHz, three lengths)."""
     return [voice(seconds, seed=seed) for seed, seconds in enumerate((1.3, 2.5, 4.0))]
+
+
+def operator_clips(directory, limits=None) -> list[np.ndarray]:
+    """Every audio file in ``directory`` (sorted by name), decoded to 16 kHz mono within ``limits``.
+
+    The operator's calibration set: a file that does not decode is an error
+    naming it, not a silently smaller set.
+    """
+    from pathlib import Path
+
+    from ser_serve.audio import AudioLimits, load_waveform
+    from ser_serve.errors import InvalidSettings, SerError
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InvalidSettings(f"precision.calibration_dir: {directory} is not a directory")
+    files = sorted(path for path in directory.iterdir() if path.is_file() and not path.name.startswith("."))
+    clips = []
+    for path in files:
+        try:
+            clips.append(load_waveform(path.read_bytes(), limits or AudioLimits()))
+        except SerError as exc:
+            raise InvalidSettings(f"precision.calibration_dir: {path}: {exc}") from exc
+    return clips

@@ -16,9 +16,11 @@ import torch
 from ser_serve.audio import TARGET_SAMPLE_RATE
 from ser_serve.batching import BatchBudget, plan_groups
 from ser_serve.errors import OutOfMemory
-from ser_serve.model import forward
+from ser_serve.model import forward, precision
 from ser_serve.model.checkpoint import MULTI_LABEL, labels_from_config, validate_checkpoint
+from ser_serve.model.calibration import calibration_clips
 from ser_serve.model.loading import load_checkpoint
+from ser_serve.settings import PrecisionSettings
 
 
 class EmotionModel:
@@ -50,6 +52,9 @@ class EmotionModel:
         # A multi-label head was trained with independent sigmoids (BCE): its
         # scores are per label and do not sum to 1; softmax would distort them.
         self.multi_label = config.get("problem_type") == MULTI_LABEL
+        # The precision profile the forward runs in (ser_serve.model.precision); see use_precision.
+        self.profile = precision.FLOAT32
+        self.precision_choice = precision.Choice(precision.FLOAT32)
         # Forward passes that mixed lengths (logged by the handler: shows batching at work).
         self.padded_passes = 0
 
@@ -61,6 +66,19 @@ class EmotionModel:
         """Normalise one 16 kHz waveform exactly as the checkpoint's preprocessor_config.json says."""
         values = self.feature_extractor(waveform, sampling_rate=TARGET_SAMPLE_RATE, return_tensors="np")
         return values["input_values"][0].astype(np.float32, copy=False)
+
+    def use_precision(self, settings: PrecisionSettings, extra_clips: Sequence[np.ndarray] = ()) -> precision.Choice:
+        """Run in ``settings.profile`` if it passes the guard against float32 (``auto``: the fastest that does).
+
+        The guard compares on the built-in calibration clips plus
+        ``extra_clips`` (16 kHz waveforms, e.g. the operator's); ``auto``
+        times on the built-in clips only, so its start-up time is bounded.
+        """
+        builtin = [self.features(clip) for clip in calibration_clips()]
+        features = builtin + [self.features(clip) for clip in extra_clips]
+        self.precision_choice = precision.choose(self, settings.profile, features, settings.guard, builtin,
+                                                 settings.auto_seconds)
+        return self.precision_choice
 
     def try_half_precision(self, tolerance: float, clips: Sequence[np.ndarray]) -> float:
         """Switch to float16 if it keeps every probability within ``tolerance`` of float32.
@@ -111,11 +129,12 @@ class EmotionModel:
     def _one_pass(self, features: Sequence[np.ndarray]) -> np.ndarray:
         """Scores of ``features`` from one forward pass, padded when their lengths differ."""
         clips = [torch.from_numpy(np.ascontiguousarray(f)).to(self.device, self.dtype) for f in features]
-        if len({len(clip) for clip in clips}) == 1:
-            logits = forward.same_length_logits(self.model, torch.stack(clips))
-        else:
-            logits = forward.padded_logits(self.model, clips)
-            self.padded_passes += 1
+        with precision.compute_context(self.profile, self.device):
+            if len({len(clip) for clip in clips}) == 1:
+                logits = forward.same_length_logits(self.model, torch.stack(clips))
+            else:
+                logits = forward.padded_logits(self.model, clips)
+                self.padded_passes += 1
         logits = logits.float()
         scores = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         return scores.cpu().numpy()

@@ -151,3 +151,73 @@ def test_worker_batches_identical_lengths_only_when_a_padded_pass_is_not_exact(m
         service.initialize(make_context(mar_dir))
     assert service.classifier.model.budget.max_padding_ratio == 1.0
     assert "only clips of identical length will share a forward pass" in caplog.text
+
+
+def metrics_context(mar_dir, model_yaml_config):
+    from pathlib import Path
+
+    import ts
+    from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
+
+    cache = MetricsCacheYamlImpl(str(Path(ts.__file__).parent / "configs" / "metrics.yaml"))
+    cache.initialize_cache()
+    context = make_context(mar_dir, model_yaml_config=model_yaml_config)
+    context.metrics = cache
+    context.model_name = "ser"
+    return context
+
+
+def metric_lines(caplog) -> dict[str, list[str]]:
+    lines = {}
+    for record in caplog.records:
+        if record.getMessage().startswith("[METRICS]"):
+            lines.setdefault(record.getMessage().split("[METRICS]")[1].split(".")[0], []).append(record.getMessage())
+    return lines
+
+
+def test_worker_falls_back_to_float32_loudly_when_the_profile_fails_its_guard(mar_dir, caplog):
+    config = {"ser": {"precision": {"profile": "bfloat16", "guard": {"max_probability_change": 1e-9}}}}
+    context = metrics_context(mar_dir, config)
+    service = ser_handler.SERHandler()
+    with caplog.at_level("INFO"):
+        service.initialize(context)
+    assert service.classifier.model.profile == "float32"
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == ["precision 'bfloat16' failed its accuracy guard: FALLING BACK TO float32"]
+    warning = next(r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "precision guard" in r.getMessage())
+    assert "bfloat16 vs float32 on 3 calibration clips" in warning and "FAILED" in warning
+    metrics = metric_lines(caplog)
+    assert "Profile:bfloat16" in metrics["SerPrecisionFallbacks"][0] and ":1|" in metrics["SerPrecisionFallbacks"][0]
+    assert "Profile:float32" in metrics["SerPrecisionRunning"][0]
+    assert "Profile:bfloat16" in metrics["SerPrecisionAgreement"][0] and "SerPrecisionMaxChange" in metrics
+
+
+def test_worker_runs_a_profile_that_passes_and_exports_its_figures(mar_dir, caplog):
+    context = metrics_context(mar_dir, {"ser": {"precision": {"profile": "int8"}}})
+    service = ser_handler.SERHandler()
+    with caplog.at_level("INFO"):
+        service.initialize(context)
+    assert service.classifier.model.profile == "int8"
+    assert "ERROR" not in caplog.text and "precision: requested int8, running int8" in caplog.text
+    # The start-up exactness check ran in the profile that serves, against that profile's stated rounding.
+    assert "padded batch vs alone (int8)" in caplog.text and service.classifier.model.budget.max_padding_ratio == 1.25
+    metrics = metric_lines(caplog)
+    assert "Profile:int8" in metrics["SerPrecisionRunning"][0] and "SerPrecisionFallbacks" not in metrics
+    assert metrics["SerPrecisionAgreement"][0].startswith("[METRICS]SerPrecisionAgreement.Percent:100.0|")
+
+
+def test_model_description_shows_auto_s_choice_and_figures(mar_dir, monkeypatch):
+    """TorchServe's management API (GET /models/ser?customized=true) sends a request with a describe header."""
+    from ser_serve.model import precision
+
+    timings = {"float32": 1.0, "bfloat16": 0.4, "int8": 0.5}
+    monkeypatch.setattr(precision, "_median_pass", lambda model, features, budget: timings[model.profile])
+    monkeypatch.setattr(ser_handler, "_service", ser_handler.SERHandler())
+    context = make_context(mar_dir, model_yaml_config={"ser": {"precision": {"profile": "auto"}}})
+    assert ser_handler.handle(None, context) is None
+    context.request_processor = [RequestProcessor({"describe": "True"})]
+    (description,) = ser_handler.handle([{"data": None}], context)
+    described = json.loads(description)["precision"]
+    assert described["requested"] == "auto" and described["profile"] == "bfloat16"
+    assert described["speedup_vs_float32"] == {"bfloat16": 2.5, "int8": 2.0}
+    assert described["guard"]["int8"]["passed"] and described["guard"]["bfloat16"]["agreement"] == 1.0

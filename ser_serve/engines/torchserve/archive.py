@@ -34,7 +34,7 @@ ENTRY_SOURCE = '''"""TorchServe entry point of this archive; the handler is ser_
 from ser_serve.engines.torchserve.handler import handle  # noqa: F401
 '''
 # What the handler imports at run time besides torch, which the server owns.
-RUNTIME_PACKAGES = ("transformers", "safetensors", "numpy", "soundfile", "soxr", "av", "pydantic", "pyyaml")
+RUNTIME_PACKAGES = ("transformers", "safetensors", "numpy", "soundfile", "soxr", "av", "pydantic", "pyyaml", "torchao")
 
 
 def runtime_requirements() -> str:
@@ -50,6 +50,15 @@ def load_model_config(path: str | Path) -> dict:
     config = yaml.safe_load(Path(path).read_text()) or {}
     ServeSettings.from_mapping(config.get("ser"), source=str(path))
     return config
+
+
+def with_precision(config: dict, profile: str, path: Path) -> Path:
+    """Write ``config`` with ``ser.precision.profile`` set to ``profile`` to ``path`` (validated first)."""
+    ser = dict(config.get("ser") or {})
+    ser["precision"] = {**(ser.get("precision") or {}), "profile": profile}
+    ServeSettings.from_mapping(ser, source=f"--precision {profile}")
+    path.write_text(yaml.safe_dump({**config, "ser": ser}, sort_keys=False))
+    return path
 
 
 def copy_runtime(destination: Path) -> Path:
@@ -73,6 +82,7 @@ def build_archive(
     model_config: str | Path = DEFAULT_MODEL_CONFIG,
     version: str = "1.0",
     handler: str | Path | None = None,
+    precision: str | None = None,
 ) -> Path:
     """Validate ``checkpoint_dir`` and ``model_config``, write ``<export_dir>/<model_name>.mar``; return its path.
 
@@ -82,17 +92,20 @@ def build_archive(
 
     ``handler`` replaces the archive's entry module with another handler file
     (the benchmark packs its baselines this way). An invalid checkpoint or
-    settings file raises before anything is written.
+    settings file raises before anything is written. ``precision`` replaces
+    ``ser.precision.profile`` of ``model_config`` in the archive.
     """
     from model_archiver.model_packaging import ModelArchiverConfig, package_model
     from model_archiver.model_packaging_utils import ModelExportUtils
 
     checkpoint_dir = Path(checkpoint_dir)
     validate_checkpoint(checkpoint_dir)
-    load_model_config(model_config)
+    config = load_model_config(model_config)
     export_dir = Path(export_dir)
     export_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ser-mar-") as tmp:
+        if precision is not None:
+            model_config = with_precision(config, precision, Path(tmp) / "model-config.yaml")
         staging = Path(tmp) / "extra"
         copy_runtime(staging)
         checkpoint_out = staging / "checkpoint"

@@ -20,7 +20,8 @@ from ser_serve.audio import TARGET_SAMPLE_RATE
 from ser_serve.classifier import EmotionClassifier
 from ser_serve.engines.torchserve.metrics import HandlerMetrics
 from ser_serve.errors import UnsupportedMediaType, error_response
-from ser_serve.model.calibration import calibration_clips
+from ser_serve.model import precision
+from ser_serve.model.calibration import calibration_clips, operator_clips
 from ser_serve.settings import settings_from_model_yaml
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,6 @@ JSON = "application/json"
 # Keys under which TorchServe hands over a body: "data"/"body" for a raw body,
 # the form field name for multipart uploads ("file" by convention).
 BODY_KEYS = ("data", "body", "file", "audio")
-# What "a clip's answer does not depend on its neighbours" means in float32 (measured: 1e-7).
-EXACT_TOLERANCE = 1e-5
 
 
 def request_payload(request: dict) -> bytes | bytearray:
@@ -73,6 +72,8 @@ class SERHandler:
         self.classifier = EmotionClassifier.from_pretrained(
             os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=settings.limits, budget=budget
         )
+        self.metrics = HandlerMetrics(context)
+        self._choose_precision(settings, model_dir)
         self._check_exact_batching(model_dir)
         if on_gpu and settings.gpu.fp16:
             tolerance = settings.gpu.fp16_tolerance
@@ -80,11 +81,36 @@ class SERHandler:
             logger.info("fp16 max probability difference %.2e (tolerance %.0e): running in %s",
                         difference, tolerance, self.classifier.model.dtype)
         logger.info(
-            "ser handler ready: labels=%s device=%s dtype=%s threads=%d settings=%s",
-            self.classifier.labels, device, self.classifier.model.dtype, torch.get_num_threads(), settings,
+            "ser handler ready: labels=%s device=%s dtype=%s precision=%s threads=%d settings=%s",
+            self.classifier.labels, device, self.classifier.model.dtype, self.classifier.model.profile, torch.get_num_threads(), settings,
         )
-        self.metrics = HandlerMetrics(context)
         self.initialized = True
+
+    def _choose_precision(self, settings, model_dir: str) -> None:
+        """Run the configured profile only if it passes the guard against float32; log and export the figures."""
+        wanted = settings.precision
+        extra = []
+        if wanted.profile != precision.FLOAT32 and wanted.calibration_dir:
+            extra = operator_clips(os.path.join(model_dir, wanted.calibration_dir), settings.limits)
+        choice = self.classifier.model.use_precision(wanted, extra)
+        for result in choice.guards.values():
+            logger.log(logging.INFO if result.passed else logging.WARNING,
+                       "precision guard %s vs float32 on %d calibration clips: argmax agreement %.3f (min %.3f), "
+                       "max probability change %.2e (max %.2e): %s%s", result.profile, result.clips, result.agreement,
+                       wanted.guard.min_agreement, result.max_change, wanted.guard.max_probability_change,
+                       "passed" if result.passed else "FAILED", f" ({result.error})" if result.error else "")
+        if choice.seconds:
+            logger.info("precision auto timings (median s per pass over the calibration clips): %s",
+                        {name: round(seconds, 4) for name, seconds in choice.seconds.items()})
+        if choice.fell_back:
+            logger.error("precision %r failed its accuracy guard: FALLING BACK TO float32", choice.requested)
+        logger.info("precision: requested %s, running %s", choice.requested, choice.profile)
+        self.metrics.record_precision(choice)
+
+    def describe(self) -> str:
+        """The model description TorchServe's management API shows for ``GET /models/<name>?customized=true``."""
+        model = self.classifier.model
+        return json.dumps({"labels": model.labels, "device": str(model.device), "precision": model.precision_choice.as_dict()})
 
     def _check_exact_batching(self, model_dir: str) -> None:
         """Measure a padded pass against clips alone; if it is not exact here, batch identical lengths only.
@@ -97,11 +123,13 @@ class SERHandler:
         pinned = _pinned_versions(os.path.join(model_dir, "requirements.txt"))
         installed = {name: _installed_version(name) for name in ("torch", "transformers")}
         drift = {name: (pinned[name], version) for name, version in installed.items() if pinned.get(name, version) != version}
-        logger.info("padded batch vs alone: %.1e; installed %s; differs from the archive's pins: %s",
-                    difference, installed, drift or "nothing")
-        if difference > EXACT_TOLERANCE:
+        logger.info("padded batch vs alone (%s): %.1e; installed %s; differs from the archive's pins: %s",
+                    model.profile, difference, installed, drift or "nothing")
+        # What "a clip's answer does not depend on its neighbours" means in the profile that runs.
+        tolerance = precision.PROFILES[model.profile].batch_tolerance
+        if difference > tolerance:
             logger.error("a padded forward pass changed scores by %.1e (> %.0e) with these packages: only clips of "
-                         "identical length will share a forward pass", difference, EXACT_TOLERANCE)
+                         "identical length will share a forward pass", difference, tolerance)
             model.budget = model.budget.model_copy(update={"max_padding_ratio": 1.0})
 
     def handle(self, data: list[dict], context) -> list[str]:
@@ -176,4 +204,14 @@ def handle(data, context):
         _service.initialize(context)
     if data is None:
         return None
+    if _is_describe(context):
+        return [_service.describe()]
     return _service.handle(data, context)
+
+
+def _is_describe(context) -> bool:
+    """TorchServe's management API asks for the model description with a ``describe: True`` request header."""
+    try:
+        return context.get_request_header(0, "describe") == "True"
+    except Exception:
+        return False

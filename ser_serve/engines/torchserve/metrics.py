@@ -24,6 +24,14 @@ class HandlerMetrics:
         self.rejected = cache.add_metric_to_cache("SerRejectedRequests", "count", ["ModelName", "Code"], counter)
         self.batches = cache.add_metric_to_cache("SerBatches", "count", ["ModelName"], counter)
         self.batch_fill = cache.add_metric_to_cache("SerBatchFill", "percent", ["ModelName"], gauge)
+        # The precision choice at worker start (ser_serve/model/precision.py): which profile runs, each
+        # guard's figures, auto's measured speed-ups, and a counter that alerts on a fallback to float32.
+        dims = ["ModelName", "Profile"]
+        self.precision_running = cache.add_metric_to_cache("SerPrecisionRunning", "count", dims, gauge)
+        self.precision_agreement = cache.add_metric_to_cache("SerPrecisionAgreement", "percent", dims, gauge)
+        self.precision_change = cache.add_metric_to_cache("SerPrecisionMaxChange", "probability", dims, gauge)
+        self.precision_speedup = cache.add_metric_to_cache("SerPrecisionSpeedup", "ratio", dims, gauge)
+        self.precision_fallbacks = cache.add_metric_to_cache("SerPrecisionFallbacks", "count", dims, counter)
 
     def record_decoded(self, milliseconds: float, seconds: float) -> None:
         if self.enabled:
@@ -39,3 +47,18 @@ class HandlerMetrics:
         if self.enabled:
             self.batches.add_or_update(1, [self.model])
             self.batch_fill.add_or_update(100.0 * requests / self.batch_size, [self.model])
+
+    def record_precision(self, choice) -> None:
+        """Export a :class:`ser_serve.model.precision.Choice`."""
+        if not self.enabled:
+            return
+        self.precision_running.add_or_update(1, [self.model, choice.profile])
+        for name, result in choice.guards.items():
+            self.precision_agreement.add_or_update(100.0 * result.agreement, [self.model, name])
+            # A profile that did not run at all reports 1.0, the largest change a probability can make.
+            self.precision_change.add_or_update(min(result.max_change, 1.0), [self.model, name])
+        for name in choice.seconds:
+            if choice.speedup(name) is not None:
+                self.precision_speedup.add_or_update(choice.speedup(name), [self.model, name])
+        if choice.fell_back:
+            self.precision_fallbacks.add_or_update(1, [self.model, choice.requested])
