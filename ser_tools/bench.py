@@ -24,6 +24,7 @@ from ser_serve.audio import load_waveform
 from ser_train.presets import make_preset_checkpoint
 from ser_tools.clipmix import ClipMix, load_or_make_clips
 from ser_tools.loadgen import run_closed_loop
+from ser_tools.profiles import compare_profiles
 from ser_serve.model.emotion_model import EmotionModel
 from ser_serve.engines.torchserve.server import DEFAULT_SERVER_CONFIG, TorchServe, read_properties, with_free_ports, write_properties
 from ser_serve.workspace import BUILD_DIR
@@ -41,6 +42,10 @@ def served_configurations(sweep: bool) -> dict[str, dict]:
         "padded": dict(description="baseline: pad-to-longest batching",
                        handler=BASELINE_HANDLERS / "padded_handler.py"),
     }
+    # Ours in each precision profile (guarded: a profile that fails its guard serves float32; the row says what ran).
+    for profile in ("bfloat16", "int8", "auto"):
+        configurations[f"ser_{profile}"] = dict(description=f"ours, precision {profile}",
+                                                ser={"precision": {"profile": profile}})
     if sweep:
         configurations.update({
             "ser_w2t1": dict(description="ours, 2 workers x 1 thread", overrides={"minWorkers": 2, "maxWorkers": 2},
@@ -112,6 +117,8 @@ def run(args) -> dict:
     ceiling = model_only(checkpoint, clips, batch_size, threads, log)
     log("  the same with a weighted layer sum (superb/wav2vec2-base-superb-er's structure):")
     weighted = model_only(weighted_checkpoint, clips, batch_size, threads, log)
+    log("  precision profiles, exact batches, interleaved rounds (unguarded: what the guard compares):")
+    profiles = compare_profiles(checkpoint, [load_waveform(clip.data) for clip in clips], batch_size, args.profile_rounds, log)
     torch.set_num_threads(1)  # leave the cores to the server from here on
 
     configurations = served_configurations(args.sweep)
@@ -133,18 +140,20 @@ def run(args) -> dict:
                 loaded = run_closed_loop(url, payloads, server.auth_headers(), args.concurrency, len(payloads), args.stage_seconds)
                 single = run_closed_loop(url, payloads, server.auth_headers(), 1, args.latency_requests, args.stage_seconds)
                 results[name] = {"description": spec["description"], "loaded": loaded.summary(), "concurrency_1": single.summary()}
+                if "precision" in spec.get("ser", {}):  # what the worker chose, from the model's description
+                    results[name]["precision"] = server.describe(name).get("precision")
                 s = results[name]["loaded"]
                 log(f"    c={args.concurrency}: {s['audio_s_per_s']:.2f} audio-s/s, {s['requests_per_s']:.2f} req/s, "
                     f"p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, statuses {s['statuses']}; "
                     f"c=1: p50 {results[name]['concurrency_1']['p50_ms']:.0f} ms")
-    report = summarise(ceiling, results, clips, args, weighted)
+    report = summarise(ceiling, results, clips, args, weighted, profiles)
     write_reports(report, out)
     log(f"wrote {out / 'bench.md'}, bench.json, bench.png")
     print((out / "bench.md").read_text())
     return report
 
 
-def summarise(ceiling: dict, served: dict, clips, args, weighted: dict) -> dict:
+def summarise(ceiling: dict, served: dict, clips, args, weighted: dict, profiles: dict) -> dict:
     best_ceiling = max(ceiling["batched"]["audio_s_per_s"], ceiling["one_by_one"]["audio_s_per_s"])
     single_p50 = float(np.median(ceiling["single_forward_s"][: args.latency_requests])) * 1000
     ours = served["ser"]
@@ -155,6 +164,7 @@ def summarise(ceiling: dict, served: dict, clips, args, weighted: dict) -> dict:
         "concurrency": args.concurrency,
         "model_only": {k: v for k, v in ceiling.items() if k != "single_forward_s"},
         "model_only_weighted_layer_sum": {k: v for k, v in weighted.items() if k != "single_forward_s"},
+        "model_only_profiles": profiles,
         "single_forward_p50_ms": single_p50,
         "served": served,
         "ratios": {name: r["loaded"]["audio_s_per_s"] / best_ceiling for name, r in served.items()},
@@ -163,6 +173,10 @@ def summarise(ceiling: dict, served: dict, clips, args, weighted: dict) -> dict:
             "served_vs_padded": ours["loaded"]["audio_s_per_s"] / served["padded"]["loaded"]["audio_s_per_s"],
             "c1_p50_minus_single_forward_ms": ours["concurrency_1"]["p50_ms"] - single_p50,
             "weighted_vs_plain_batched": weighted["batched"]["audio_s_per_s"] / ceiling["batched"]["audio_s_per_s"],
+            # The targets for the fast profile (auto): 2x float32 served, 2x the stock handler, p50 1.5x lower.
+            "auto_vs_float32_served": served["ser_auto"]["loaded"]["audio_s_per_s"] / ours["loaded"]["audio_s_per_s"],
+            "auto_vs_stock_handler": served["ser_auto"]["loaded"]["audio_s_per_s"] / served["ref_b1"]["loaded"]["audio_s_per_s"],
+            "float32_c1_p50_over_auto": ours["concurrency_1"]["p50_ms"] / served["ser_auto"]["concurrency_1"]["p50_ms"],
         },
     }
     return report
@@ -185,9 +199,14 @@ def write_reports(report: dict, out: Path) -> None:
     m = report["model_only_weighted_layer_sum"]["batched"]
     lines.append(f"| model-only, exact batches, weighted layer sum | {m['audio_s_per_s']:.2f} | {m['requests_per_s']:.2f} "
                  f"| | | | | {m['audio_s_per_s'] / best:.2f} |")
+    for name, p in report["model_only_profiles"]["profiles"].items():
+        lines.append(f"| model-only, exact batches, {name} ({p['vs_float32']:.2f}x float32; max change "
+                     f"{p['max_probability_change']:.1e}, agreement {p['argmax_agreement']:.2f}) | {p['audio_s_per_s']:.2f} "
+                     f"| | | | | | {p['audio_s_per_s'] / best:.2f} |")
     for name, r in report["served"].items():
         s, one = r["loaded"], r["concurrency_1"]
-        lines.append(f"| {name}: {r['description']} | {s['audio_s_per_s']:.2f} | {s['requests_per_s']:.2f} | {s['p50_ms']:.0f} | "
+        ran = f" (ran {r['precision']['profile']})" if r.get("precision") else ""
+        lines.append(f"| {name}: {r['description']}{ran} | {s['audio_s_per_s']:.2f} | {s['requests_per_s']:.2f} | {s['p50_ms']:.0f} | "
                      f"{s['p95_ms']:.0f} | {s['p99_ms']:.0f} | {one['p50_ms']:.0f} | {report['ratios'][name]:.2f} |")
     t = report["targets"]
     lines += [
@@ -197,6 +216,9 @@ def write_reports(report: dict, out: Path) -> None:
         f"- p50 at concurrency 1 minus median single forward ({report['single_forward_p50_ms']:.0f} ms): "
         f"**{t['c1_p50_minus_single_forward_ms']:+.0f} ms** (target <= +20 ms)",
         f"- weighted layer sum / plain, model-only exact batches: **{t['weighted_vs_plain_batched']:.2f}** (target >= 0.90)",
+        f"- precision auto / float32, served: **{t['auto_vs_float32_served']:.2f}x** (target >= 2x); "
+        f"/ stock per-request handler: **{t['auto_vs_stock_handler']:.2f}x** (target >= 2x); "
+        f"float32 p50 at concurrency 1 / auto's: **{t['float32_c1_p50_over_auto']:.2f}** (target >= 1.5)",
     ]
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     plot(report, out / "bench.png")
@@ -242,6 +264,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--stage-seconds", type=float, default=180, help="time limit of each load stage")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", default=str(BUILD_DIR / "clips"), help="where generated clips are kept")
+    parser.add_argument("--profile-rounds", type=int, default=3, help="interleaved rounds of the model-only profile rows")
     parser.add_argument("--sweep", action="store_true", help="also measure alternative worker/batch settings")
     return parser.parse_args(argv)
 

@@ -71,6 +71,24 @@ def test_archive_is_self_contained(tiny_checkpoint, tmp_path):
     assert requirements == runtime_requirements() and "transformers==" in requirements
 
 
+def test_archive_precision_option_sets_the_profile_and_keeps_the_rest_of_the_model_config(tiny_checkpoint, tmp_path):
+    mar = build_archive(tiny_checkpoint, tmp_path / "store", "ser", precision="auto")
+    with zipfile.ZipFile(mar) as archive:
+        config = yaml.safe_load(archive.read("model-config.yaml"))
+        requirements = archive.read("requirements.txt").decode()
+    shipped = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+    assert config["ser"]["precision"] == {**shipped["ser"]["precision"], "profile": "auto"}
+    assert {k: v for k, v in config.items() if k != "ser"} == {k: v for k, v in shipped.items() if k != "ser"}
+    assert config["ser"]["limits"] == shipped["ser"]["limits"]
+    assert "torchao==" in requirements  # the int8 profile's package travels with the archive's pins
+
+
+def test_archive_refuses_an_unknown_precision_and_writes_nothing(tiny_checkpoint, tmp_path):
+    with pytest.raises(InvalidSettings, match=r"--precision fp8: .*ser\.precision\.profile"):
+        build_archive(tiny_checkpoint, tmp_path / "store", "ser", precision="fp8")
+    assert not (tmp_path / "store" / "ser.mar").exists()
+
+
 def test_archive_carries_the_runtime_core_the_adapter_and_the_checkpoint_and_nothing_else(tiny_checkpoint, tmp_path):
     mar = build_archive(tiny_checkpoint, tmp_path / "store", "ser")
     with zipfile.ZipFile(mar) as archive:

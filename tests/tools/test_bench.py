@@ -27,7 +27,7 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
         report = bench.run(args)
     finally:
         torch.set_num_threads(threads)  # bench.run leaves the cores to the server it starts
-    assert set(report["served"]) == {"ser", "ref_b1", "padded"}
+    assert set(report["served"]) == {"ser", "ref_b1", "padded", "ser_bfloat16", "ser_int8", "ser_auto"}
     for name, result in report["served"].items():
         assert result["loaded"]["statuses"] == {"200": 6}, name
         assert result["concurrency_1"]["statuses"] == {"200": 3}, name
@@ -35,11 +35,22 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
         assert result["loaded"]["p50_ms"] <= result["loaded"]["p99_ms"]
     assert report["model_only"]["batched"]["audio_s_per_s"] > 0
     assert set(report["targets"]) == {"served_vs_ceiling", "served_vs_padded", "c1_p50_minus_single_forward_ms",
-                                      "weighted_vs_plain_batched"}
+                                      "weighted_vs_plain_batched", "auto_vs_float32_served", "auto_vs_stock_handler",
+                                      "float32_c1_p50_over_auto"}
+    # Each profile row says what its worker ran, as the model's description reports it (auto: timed at start).
+    for profile in ("bfloat16", "int8", "auto"):
+        ran = report["served"][f"ser_{profile}"]["precision"]
+        assert ran["requested"] == profile and ran["profile"] in ("float32", "bfloat16", "int8")
+        assert ran["guard"], profile
+    assert set(report["served"]["ser_auto"]["precision"]["seconds_per_pass"]) >= {"float32"}
+    profiles = report["model_only_profiles"]["profiles"]
+    assert set(profiles) == {"float32", "bfloat16", "int8"} and profiles["float32"]["max_probability_change"] == 0.0
+    assert all(p["audio_s_per_s"] > 0 and len(p["round_seconds"]) == 3 for p in profiles.values())
     assert report["model_only_weighted_layer_sum"]["batched"]["audio_s_per_s"] > 0
     assert json.loads((tmp_path / "out" / "bench.json").read_text()) == report
     table = (tmp_path / "out" / "bench.md").read_text()
     assert "| ser: ours" in table and "| padded: baseline" in table and "weighted layer sum |" in table
+    assert "| ser_auto: ours, precision auto (ran " in table and "| model-only, exact batches, int8 (" in table
     assert (tmp_path / "out" / "bench.png").stat().st_size > 10_000
     # The clip mix is generated once and read back from the cache afterwards.
     assert len(list((tmp_path / "clips").glob("*/*.*"))) == 7  # 6 clips + index.json

@@ -182,6 +182,14 @@ class TorchServe:
             return False
         return any(worker.get("status") == "READY" for worker in workers)
 
+    def describe(self, model: str = "ser") -> dict:
+        """The handler's own description of ``model`` (management API, ``?customized=true``); {} if it has none."""
+        answer = requests.get(f"{self.management_url}/models/{model}", params={"customized": "true"},
+                              headers=self.auth_headers("management"), timeout=30)
+        answer.raise_for_status()
+        metadata = answer.json()[0].get("customizedMetadata")
+        return json.loads(metadata) if metadata else {}
+
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_file.exists():
             return "(no log)"
