@@ -187,8 +187,9 @@ class TorchServe:
         answer = requests.get(f"{self.management_url}/models/{model}", params={"customized": "true"},
                               headers=self.auth_headers("management"), timeout=30)
         answer.raise_for_status()
-        metadata = answer.json()[0].get("customizedMetadata")
-        return json.loads(metadata) if metadata else {}
+        metadata = answer.json()[0].get("customizedMetadata") or {}
+        # TorchServe 0.12's frontend embeds the handler's JSON string as an object.
+        return json.loads(metadata) if isinstance(metadata, str) else metadata
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.log_file.exists():
