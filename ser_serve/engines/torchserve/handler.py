@@ -82,7 +82,8 @@ class SERHandler:
                         difference, tolerance, self.classifier.model.dtype)
         logger.info(
             "ser handler ready: labels=%s device=%s dtype=%s precision=%s threads=%d settings=%s",
-            self.classifier.labels, device, self.classifier.model.dtype, self.classifier.model.profile, torch.get_num_threads(), settings,
+            self.classifier.labels, device, self.classifier.model.dtype, self.classifier.model.profile,
+            torch.get_num_threads(), settings,
         )
         self.initialized = True
 
