@@ -7,7 +7,12 @@ mounted where the server does not look, a Service that selects nothing.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import posixpath
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -189,26 +194,39 @@ def test_manifests_and_image_run_the_same_server_command():
         assert server_container(pod)["image"].split(":")[-1] == "0.2.0"
 
 
+# Run in a child process: importing locust monkey-patches the interpreter with gevent,
+# which hangs a process that already has threads and sockets (other tests in this session).
+PARSE_WITH_LOCUST = """
+import json, sys
+from locust.argument_parser import get_parser
+import ser_tools.locustfile  # registers its options with locust's parser event
+parser = get_parser(default_config_files=[])
+print(json.dumps([vars(parser.parse_args(args)) for args in json.loads(sys.argv[1])], default=str))
+"""
+
+
+def parse_with_locust(*arg_lists: list[str]) -> list[SimpleNamespace]:
+    result = subprocess.run([sys.executable, "-c", PARSE_WITH_LOCUST, json.dumps(arg_lists)], capture_output=True,
+                            text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [SimpleNamespace(**parsed) for parsed in json.loads(result.stdout.strip().splitlines()[-1])]
+
+
 def test_loadtest_jobs_parse_with_locust_and_the_locustfile():
     """The Job's arguments are accepted by locust with the locustfile's own options, and point at our Services."""
-    pytest.importorskip("locust", reason="the loadtest extra is not installed")
-    from locust.argument_parser import get_parser
-
-    import ser_tools.locustfile  # noqa: F401  registers its options with locust's parser event
-
-    parser = get_parser(default_config_files=[])
+    if importlib.util.find_spec("locust") is None:  # not imported here: see PARSE_WITH_LOCUST
+        pytest.skip("the loadtest extra is not installed")
     master = the("Job", "ser-serve-locust-master")["spec"]
     worker = the("Job", "ser-serve-locust-worker")["spec"]
     master_args = [a.replace("$(SER_SERVE_TOKEN)", "t0ken") for a in master["template"]["spec"]["containers"][0]["args"]]
     worker_args = worker["template"]["spec"]["containers"][0]["args"]
-    parsed = parser.parse_args(master_args)
+    parsed, parsed_worker = parse_with_locust(master_args, worker_args)
     assert parsed.master and parsed.headless and parsed.token == "t0ken" and parsed.user_classes == ["RestUser"]
     assert parsed.expect_workers == worker["parallelism"] == worker["completions"]
     # Bounded: the shape ends the run, --run-time stops the master regardless, the Job deadline ends the pods.
     assert parsed.shape_seconds < parsed.run_time < master["activeDeadlineSeconds"]
     service, server = the("Service", "ser-serve-locust-master"), the("Service", "ser-serve")
     assert parsed.host == f"http://{server['metadata']['name']}:{server['spec']['ports'][0]['port']}"
-    parsed_worker = parser.parse_args(worker_args)
     assert parsed_worker.worker and parsed_worker.master_host == service["metadata"]["name"]
     assert parsed_worker.master_port == service["spec"]["ports"][0]["port"]
     assert service["spec"]["selector"].items() <= master["template"]["metadata"]["labels"].items()
