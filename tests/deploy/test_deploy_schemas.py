@@ -120,3 +120,15 @@ def test_schema_files_are_the_extracted_ones():
         recorded = re.search(rf"`{re.escape(path.name)}`: ([0-9a-f]{{64}})", readme)
         assert recorded, f"{path.name} has no recorded sha256 in deploy/schemas/README.md"
         assert sha256(path) == recorded.group(1), f"{path.name} differs from the extracted schema"
+
+
+def test_manifests_leave_the_namespace_to_the_operator_and_bound_every_container():
+    """No object names a namespace (kustomize or `kubectl -n` sets it); every container has requests and limits."""
+    for rel, doc in objects():
+        assert "namespace" not in doc["metadata"], f"{rel}: {doc['kind']} pins a namespace"
+        spec = doc.get("spec", {})
+        pod = spec.get("template", {}).get("spec") or spec.get("predictor")
+        for container in (pod or {}).get("containers", []):
+            resources = container.get("resources", {})
+            assert {"cpu", "memory"} <= resources.get("requests", {}).keys(), f"{rel}: {container['name']} requests"
+            assert "memory" in resources.get("limits", {}), f"{rel}: {container['name']} has no memory limit"
