@@ -91,5 +91,19 @@ bench: setup
 bench-sweep: setup
 	$(PY) -m ser_tools.bench --sweep
 
+# The deployment files (deploy/): hadolint, Kubernetes and CRD schemas, cross-file checks; offline, seconds.
+.PHONY: test-deploy image image-gpu image-loadtest
+test-deploy: setup
+	$(PY) -m pytest tests/deploy
+
+# Container images (need a container runtime; not used by `make test`). IMAGE=registry/ser-serve:tag
+IMAGE ?= ser-serve:0.2.0
+image:
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
+image-gpu:
+	docker build -f deploy/Dockerfile.gpu -t $(IMAGE)-gpu .
+image-loadtest:
+	docker build -f deploy/Dockerfile --target loadtest -t $(subst ser-serve:,ser-serve-loadtest:,$(IMAGE)) .
+
 clean:
 	rm -rf .serve build model_store/*.mar .pytest_cache
