@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 # The committed demo model (trained on synthetic speech); models/tiny is untrained.
 MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 
-.PHONY: setup java serve test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
+.PHONY: setup serve test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
 
-setup: $(VENV)/.installed java
+setup: $(VENV)/.installed
 
 # Re-install whenever the pinned dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -16,9 +16,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[serve,train,bench,loadtest,test]'
 	$(PY) -c "from ser_serve.clients.grpc import generate_stubs; generate_stubs()"
 	touch $@
-
-java:
-	@bash scripts/ensure_java.sh
 
 models/tiny: | $(VENV)/.installed
 	$(PY) -m ser_serve.cli checkpoint --preset tiny --out $@

