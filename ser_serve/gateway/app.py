@@ -7,6 +7,7 @@ TorchServe and, later, Triton can stand behind the same front.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import re
 import time
@@ -50,7 +51,7 @@ class Auth:
 
     token_file: Path | None = None          # the token the gateway requires (e.g. a mounted Kubernetes Secret)
     pass_through: bool = False              # forward the client's Authorization header to the engine instead
-    _cached: tuple[float, str] | None = None
+    _cached: tuple[float, str] | None = field(default=None, init=False, repr=False)
 
     def token(self) -> str | None:
         """The current token, re-read when the file changes (Secrets are rotated in place)."""
@@ -82,16 +83,20 @@ def error(status: int, code: str, message: str, request_id: str, headers: dict |
                         headers={"X-Request-ID": request_id, **(headers or {})})
 
 
-def engine_error(status: int, body: bytes, request_id: str) -> JSONResponse | None:
-    """The engine frontend's own error bodies (not the handler's) mapped to the project's schema, or None."""
-    import json
+def engine_error(status: int, body: bytes, request_id: str) -> JSONResponse:
+    """An engine's error answer in the project's schema with the request id.
 
+    The handler's own errors already have the schema and keep their code and
+    message; the engine frontend's (full queue, bad token, unknown model,
+    oversize body) are mapped to it.
+    """
     try:
         payload = json.loads(body)
     except ValueError:
         payload = None
-    if isinstance(payload, dict) and "error" in payload:
-        return None  # already the handler's schema
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        payload["error"]["request_id"] = request_id
+        return JSONResponse(payload, status_code=status, headers={"X-Request-ID": request_id})
     kind = payload.get("type", "") if isinstance(payload, dict) else ""
     if status == 400 and "InvalidKey" in kind:
         return error(401, "unauthorized", "The bearer token is missing or wrong.", request_id,
@@ -182,9 +187,7 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
             return error(503, "unavailable", "The model server is not reachable; retry later.", request_id,
                          {"Retry-After": "1"})
         if answer.status_code >= 400:
-            mapped = engine_error(answer.status_code, answer.content, request_id)
-            if mapped is not None:
-                return mapped
+            return engine_error(answer.status_code, answer.content, request_id)
         return Response(answer.content, status_code=answer.status_code,
                         media_type=answer.headers.get("content-type", "application/json"))
 

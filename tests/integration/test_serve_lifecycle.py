@@ -135,6 +135,10 @@ def test_production_profile_takes_the_operators_token_logs_json_and_refuses_non_
         assert answer.status_code == 200 and schema_problems(answer.json()) == []
         assert answer.headers["X-Request-ID"] == "client-req-42"
 
+        not_audio = put(served.url, data=b"just some bytes, no audio", **auth, **{"X-Request-ID": "client-req-43"})
+        assert not_audio.status_code == 415  # the handler's own error, passed through with the request id
+        assert not_audio.json()["error"]["code"] == "unsupported_media_type"
+        assert not_audio.json()["error"]["request_id"] == "client-req-43"
         form = put(served.url, **auth, **{"Content-Type": "application/x-www-form-urlencoded"})
         assert form.status_code == 415 and "curl -T clip.wav" in form.json()["error"]["message"]
         assert put(served.url, **auth, **{"Content-Type": "text/plain"}).status_code == 415
