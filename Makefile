@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The committed demo model (trained on synthetic speech); models/tiny is untrained.
 MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 
-.PHONY: setup serve test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
+.PHONY: setup serve demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ archive: setup
 
 serve: setup
 	$(PY) -m ser_serve.cli serve --model-dir $(MODEL_DIR)
+
+# TorchServe and the gateway with the page and the card's POST /predict on 127.0.0.1:8090.
+demo: setup
+	$(PY) -m ser_serve.cli serve --model-dir $(MODEL_DIR) --port 8090
 
 test: setup test-tools
 	$(PY) -m pytest

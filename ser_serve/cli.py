@@ -61,6 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-format", choices=["text", "json"], help="default: text (laptop), json (production)")
     p.set_defaults(run=_serve)
 
+    p = commands.add_parser("gateway", help="the card's POST /predict and a page to try it, in front of a "
+                                            "running server (--url) or the model in-process (--model-dir)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model-dir", type=Path, help="run the model in this process (no model server)")
+    where.add_argument("--url", help="a running TorchServe's inference address, e.g. http://127.0.0.1:8080")
+    p.add_argument("--token", help="the server's inference token (default: from --key-file); never sent to browsers")
+    p.add_argument("--key-file", type=Path, default=WORKDIR / "key_file.json")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090, help="8090 by default: 8000-8002 are Triton's")
+    p.add_argument("--max-in-flight-per-client", type=int, default=8)
+    p.set_defaults(run=_gateway)
+
     p = commands.add_parser("predict", help="classify clips in-process (--model-dir) or via a server (--url)")
     p.add_argument("clips", nargs="+", type=Path)
     where = p.add_mutually_exclusive_group()
@@ -238,6 +250,39 @@ def _serve(args) -> int:
     return _run_behind_gateway(args, production)
 
 
+def _gateway(args) -> int:
+    """The gateway alone: forwarding to a running server, or with the model in-process."""
+    import requests
+    import uvicorn
+
+    from ser_serve.clients.auth import inference_token
+    from ser_serve.gateway.app import Auth, DrainState, Engine, create_app, in_process_engine
+    from ser_serve.logs import configure_logging
+
+    configure_logging("text")
+    if args.model_dir:
+        from ser_serve import EmotionClassifier
+
+        engine = in_process_engine(EmotionClassifier.from_pretrained(args.model_dir))
+    else:
+        url = args.url.rstrip("/")
+        key_file = args.key_file if args.key_file.is_file() else None
+        headers = {"Authorization": f"Bearer {inference_token(args.token, key_file)}"} if (args.token or key_file) else {}
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"{url}/ping", headers=headers, timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        engine = Engine(predictions_url=url, metrics_url=None, alive=ready, ready=ready, engine_auth=lambda: headers)
+    app = create_app(engine, Auth(), DrainState(), max_in_flight_per_client=args.max_in_flight_per_client)
+    print(f"gateway at http://{args.host}:{args.port}/ (POST /predict, API docs at /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=20)
+    return 0
+
+
 def _run_behind_gateway(args, production: bool) -> int:
     """TorchServe on internal ports, the gateway on the public address; see ser_serve/supervisor.py."""
     from urllib.parse import urlsplit
@@ -261,7 +306,7 @@ def _run_behind_gateway(args, production: bool) -> int:
     config = write_properties(properties, workdir / "torchserve.properties")
     torchserve = TorchServe(config, args.model_store, workdir)
     engine = Engine(predictions_url=torchserve.inference_url, metrics_url=torchserve.metrics_url,
-                    alive=torchserve.is_running, ready=torchserve.is_ready)
+                    alive=torchserve.is_running, ready=torchserve.is_ready, engine_auth=torchserve.auth_headers)
     auth = Auth(token_file=args.token_file.resolve() if args.token_file else None, pass_through=not production)
     url = f"http://{host}:{port}"
     sample = workdir / "sample.wav"
@@ -276,6 +321,8 @@ def _run_behind_gateway(args, production: bool) -> int:
         print(f"Inference token: {token}   (management token and key file: {workdir / 'key_file.json'})")
         print(f"Try it with {sample_kind}:\n")
         print(f'  curl -H "Authorization: Bearer {token}" -T {sample} {url}/predictions/ser\n')
+        print(f"Or open {url}/ in a browser (record or pick a file), or use the card's API:\n")
+        print(f"  curl -F file=@{sample} {url}/predict\n")
         print("Press Ctrl-C (or send SIGTERM) to drain and stop.", flush=True)
 
     print(f"starting TorchServe (log: {torchserve.log_file}) ...", flush=True)

@@ -19,7 +19,9 @@ from typing import Callable
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 logger = logging.getLogger("ser_serve.gateway")
 
@@ -36,13 +38,23 @@ SEND_AUDIO = ("Send the audio file itself as the body with a binary content type
 
 @dataclass
 class Engine:
-    """How the gateway reaches the model server behind it."""
+    """How the gateway reaches the model server behind it (over HTTP), or the model in-process."""
 
-    predictions_url: str                    # base URL; /predictions/{model} is appended
+    predictions_url: str | None             # base URL; /predictions/{model} is appended (None: in-process)
     metrics_url: str | None                 # Prometheus text endpoint, passed through as /metrics
     alive: Callable[[], bool]               # the engine's processes are running
     ready: Callable[[], bool]               # a worker is loaded and answers
-    upstream_headers: Callable[[], dict] = field(default=lambda: {})  # e.g. the engine's own token
+    # The engine's own token, sent for clients the gateway has already let in
+    # (the page and /predict never see it).
+    engine_auth: Callable[[], dict] = field(default=lambda: {})
+    local: Callable[[bytes], dict] | None = None  # in-process prediction (the card's small deployments)
+    card_model: str = "ser"                 # the model POST /predict answers with
+
+
+def in_process_engine(classifier) -> Engine:
+    """An Engine that runs ``classifier`` (an EmotionClassifier) in the gateway's own process."""
+    return Engine(predictions_url=None, metrics_url=None, alive=lambda: True, ready=lambda: True,
+                  local=classifier.predict)
 
 
 @dataclass
@@ -112,17 +124,70 @@ def engine_error(status: int, body: bytes, request_id: str) -> JSONResponse:
                  "The model server failed to answer this request; see the server log.", request_id)
 
 
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class PredictResponse(BaseModel):
+    """The model card's answer: every label, highest score first, and the top one."""
+
+    results: list[LabelScore]
+    dominant: LabelScore
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+AUDIO_BODY = {"schema": {"type": "string", "format": "binary"}}
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "application/octet-stream": AUDIO_BODY, "audio/*": AUDIO_BODY}}}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422, 429, 500, 503)}
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+class ClientLimiter:
+    """At most ``limit`` requests in flight per client address: one client cannot take every worker slot."""
+
+    def __init__(self, limit: int):
+        self.limit, self.in_flight = limit, {}
+
+    def enter(self, client: str) -> bool:
+        if self.in_flight.get(client, 0) >= self.limit:
+            return False
+        self.in_flight[client] = self.in_flight.get(client, 0) + 1
+        return True
+
+    def leave(self, client: str) -> None:
+        self.in_flight[client] -= 1
+        if not self.in_flight[client]:
+            del self.in_flight[client]
+
+
 def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: int = 12 * 1024 * 1024,
-               timeout_s: float = 120.0) -> FastAPI:
+               timeout_s: float = 120.0, max_in_flight_per_client: int = 8) -> FastAPI:
     """The gateway app; ``max_body_bytes`` matches the engine's own request limit."""
     client = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_connections=64))
+    limiter = ClientLimiter(max_in_flight_per_client)
 
     @asynccontextmanager
     async def lifespan(_app):
         yield
         await client.aclose()
 
-    app = FastAPI(title="ser-serve gateway", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(title="ser-serve gateway", version="0.2.0", lifespan=lifespan,
+                  description="Speech emotion recognition: the model card's POST /predict, TorchServe's "
+                              "/predictions/{model}, probes and a page to try it (GET /).")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.middleware("http")
     async def request_id_and_log(request: Request, call_next):
@@ -159,37 +224,81 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
         return Response(answer.content, status_code=answer.status_code,
                         media_type=answer.headers.get("content-type", "text/plain"))
 
-    @app.api_route("/predictions/{model}", methods=["PUT", "POST"])
-    async def predictions(model: str, request: Request):
+    async def classify(request: Request, model: str, accept_any_body: bool) -> Response:
+        """Auth, per-client limit, body checks, then the engine; every failure in the error schema."""
         request_id = request.state.request_id
-        if not auth.allows(request.headers.get("authorization")):
+        offered = request.headers.get("authorization")
+        if not auth.allows(offered):
             return error(401, "unauthorized", "The bearer token is missing or wrong.", request_id,
                          {"WWW-Authenticate": "Bearer"})
         content_type = request.headers.get("content-type", "").lower()
-        if content_type.startswith(FORM_OR_TEXT):
+        if content_type.startswith(FORM_OR_TEXT) and not accept_any_body:
             return error(415, "unsupported_media_type",
                          f"The body was sent as {content_type.split(';')[0]}, not as audio. {SEND_AUDIO}", request_id)
-        body = await read_bounded(request, max_body_bytes)
-        if body is None:
-            return error(413, "payload_too_large", f"The upload is larger than {max_body_bytes:,} bytes.", request_id)
-        if content_type.startswith("multipart/form-data"):
-            files = await multipart_files(request, body)
-            if len(files) != 1:
-                return error(400, "one_file_per_request",
-                             f"The form carries {len(files)} files; send exactly one per request. {SEND_AUDIO}", request_id)
-            body = files[0]
-        headers = {"Content-Type": "application/octet-stream", "X-Request-ID": request_id, **engine.upstream_headers()}
-        if auth.pass_through and request.headers.get("authorization"):
-            headers["Authorization"] = request.headers["authorization"]
+        who = request.client.host if request.client else "unknown"
+        if not limiter.enter(who):
+            return error(429, "too_many_requests", f"This client already has {limiter.limit} requests in flight; "
+                         "wait for an answer before sending more.", request_id, {"Retry-After": "1"})
         try:
-            answer = await client.put(f"{engine.predictions_url}/predictions/{model}", content=body, headers=headers)
-        except httpx.TransportError:
-            return error(503, "unavailable", "The model server is not reachable; retry later.", request_id,
-                         {"Retry-After": "1"})
-        if answer.status_code >= 400:
-            return engine_error(answer.status_code, answer.content, request_id)
-        return Response(answer.content, status_code=answer.status_code,
-                        media_type=answer.headers.get("content-type", "application/json"))
+            body = await read_bounded(request, max_body_bytes)
+            if body is None:
+                return error(413, "payload_too_large", f"The upload is larger than {max_body_bytes:,} bytes.", request_id)
+            if content_type.startswith("multipart/form-data"):
+                files = await multipart_files(request, body)
+                if len(files) != 1:
+                    return error(400, "one_file_per_request",
+                                 f"The form carries {len(files)} files; send exactly one per request. {SEND_AUDIO}",
+                                 request_id)
+                body = files[0]
+            if engine.local is not None:
+                return await classify_in_process(body, request_id)
+            headers = {"Content-Type": "application/octet-stream", "X-Request-ID": request_id}
+            if auth.pass_through and not accept_any_body:
+                if offered:  # TorchServe's own API: TorchServe checks its own token
+                    headers["Authorization"] = offered
+            else:  # the gateway has let the client in (its token, or the card's open /predict on a laptop)
+                headers.update(engine.engine_auth())
+            try:
+                answer = await client.put(f"{engine.predictions_url}/predictions/{model}", content=body, headers=headers)
+            except httpx.TransportError:
+                return error(503, "unavailable", "The model server is not reachable; retry later.", request_id,
+                             {"Retry-After": "1"})
+            if answer.status_code >= 400:
+                return engine_error(answer.status_code, answer.content, request_id)
+            return Response(answer.content, status_code=answer.status_code,
+                            media_type=answer.headers.get("content-type", "application/json"))
+        finally:
+            limiter.leave(who)
+
+    async def classify_in_process(body: bytes, request_id: str) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        from ser_serve.errors import error_response
+
+        try:
+            return JSONResponse(await run_in_threadpool(engine.local, body))
+        except Exception as exc:  # the same error table as the served handler
+            status, _, payload = error_response(exc)
+            if status >= 500:
+                logger.error("prediction failed", extra={"request_id": request_id}, exc_info=exc)
+            payload["error"]["request_id"] = request_id
+            return JSONResponse(payload, status_code=status, headers={"X-Request-ID": request_id})
+
+    @app.api_route("/predictions/{model}", methods=["PUT", "POST"], include_in_schema=False)
+    async def predictions(model: str, request: Request):
+        """TorchServe's inference API: a raw audio body or one multipart file; form and text bodies are refused."""
+        return await classify(request, model, accept_any_body=False)
+
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=PREDICT_BODY,
+              summary="Classify one recording (the model card's API)")
+    async def predict(request: Request):
+        """A multipart form with one file (any field name; the card's clients send `file`) or the audio as the
+        raw body, whatever content type the client put on it (`curl --data-binary @clip.wav` works)."""
+        return await classify(request, engine.card_model, accept_any_body=True)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC_DIR / "index.html")
 
     return app
 
