@@ -11,6 +11,7 @@ import numpy as np
 from ser_serve.audio import AudioLimits, from_array, load_waveform, to_mono_16k
 from ser_serve.batching import BatchBudget
 from ser_serve.model.emotion_model import EmotionModel
+from ser_serve.errors import SerError
 from ser_serve.response import to_response
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
@@ -69,9 +70,19 @@ class EmotionClassifier:
         return self.model.features(waveform)
 
     def predict_features(self, features: Sequence[np.ndarray]) -> list[dict]:
-        """Responses for already prepared inputs, batched exactly."""
-        probabilities = self.model.predict_proba(features)
-        return [to_response(row, self.model.id2label) for row in probabilities]
+        """Responses for already prepared inputs, batched exactly; any bad row raises."""
+        return [answer if isinstance(answer, dict) else _raise(answer) for answer in self.answer_each(features)]
+
+    def answer_each(self, features: Sequence[np.ndarray]) -> list[dict | SerError]:
+        """Like :meth:`predict_features`, but a row that cannot be answered (non-finite scores) is returned
+        as its error, so a server answers every other request of the batch."""
+        answers: list[dict | SerError] = []
+        for row in self.model.predict_proba(features):
+            try:
+                answers.append(to_response(row, self.model.id2label))
+            except SerError as exc:
+                answers.append(exc)
+        return answers
 
     def predict(self, source: AudioSource, sample_rate: int | None = None) -> dict:
         """``{"results": [...], "dominant": {...}}`` for one clip."""
@@ -83,3 +94,7 @@ class EmotionClassifier:
         ``sample_rate`` applies to every array among ``sources``.
         """
         return self.predict_features([self.prepare(source, sample_rate) for source in sources])
+
+
+def _raise(exc: Exception):
+    raise exc

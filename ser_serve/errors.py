@@ -62,6 +62,12 @@ class OutOfMemory(SerError):
     code = "out_of_memory"
 
 
+class NonFiniteScores(SerError):
+    """The model answered NaN or infinity (e.g. a reduced-precision overflow): a server fault, not the client's."""
+
+    code = "non_finite_scores"
+
+
 class InvalidCheckpoint(SerError):
     """A model directory that cannot be served; raised at build or load time, not per request."""
 

@@ -83,12 +83,32 @@ def test_inference_failure_answers_every_valid_item_with_json_error(handler, mar
     def broken(features):
         raise RuntimeError("simulated kernel failure")
 
-    monkeypatch.setattr(handler.classifier, "predict_features", broken)
+    monkeypatch.setattr(handler.classifier.model, "predict_proba", broken)
     context = make_context(mar_dir)
     set_batch(context, 2)
     responses = handler.handle([{"data": encode(voice(0.5), 16_000, "wav")}, {"data": b"junk"}], context)
     assert [context.get_response_status(i)[0] for i in range(2)] == [500, 415]
     assert json.loads(responses[0])["error"]["code"] == "internal_error"
+
+
+def test_a_request_with_non_finite_scores_gets_its_own_500_and_its_neighbour_its_answer(handler, mar_dir, monkeypatch):
+    import numpy as np
+
+    labels = len(handler.classifier.labels)
+
+    def half_broken(features):
+        rows = np.full((len(features), labels), 1.0 / labels, dtype=np.float32)
+        rows[0, 0] = np.nan
+        return rows
+
+    monkeypatch.setattr(handler.classifier.model, "predict_proba", half_broken)
+    context = make_context(mar_dir)
+    set_batch(context, 2)
+    clip = encode(voice(0.5), 16_000, "wav")
+    responses = handler.handle([{"data": clip}, {"data": clip}], context)
+    assert [context.get_response_status(i)[0] for i in range(2)] == [500, 200]
+    assert json.loads(responses[0])["error"]["code"] == "non_finite_scores"
+    assert "NaN" not in responses[0] and json.loads(responses[1])["dominant"]["score"] > 0
 
 
 def test_unknown_limit_in_model_config_fails_initialisation(mar_dir):

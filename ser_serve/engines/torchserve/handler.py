@@ -120,7 +120,7 @@ class SERHandler:
             prepared_indices.append(idx)
         if prepared:
             try:
-                results = self.classifier.predict_features(prepared)
+                results = self.classifier.answer_each(prepared)
             except Exception as exc:
                 logger.exception("inference failed for a batch of %d", len(prepared))
                 results = [exc] * len(prepared)
