@@ -91,9 +91,10 @@ class VadSettings(_Section):
     aggressiveness: int = Field(2, ge=0, le=3)
     # Timeline: a speech region with less voiced time than this is a click or a cough, not an utterance.
     min_speech_seconds: float = Field(0.25, gt=0.0, le=10.0)
-    # Timeline: pauses up to this long between voiced frames stay inside one region
-    # (syllable gaps and plosives are unvoiced for 50-250 ms).
-    max_gap_seconds: float = Field(0.3, ge=0.0, le=5.0)
+    # Timeline: pauses up to this long between voiced frames stay inside one region.
+    # Slow, sad speech (2 syllables/s) left 360 ms between voiced runs of 180-240 ms:
+    # at 0.3 s such a turn fell apart into runs too short to count and was lost.
+    max_gap_seconds: float = Field(0.5, ge=0.0, le=5.0)
     # Single clip: refuse (422 no_speech) a clip without one voiced 30 ms frame
     # instead of answering a confident emotion for silence.
     reject_no_speech: bool = True
