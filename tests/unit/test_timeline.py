@@ -8,7 +8,7 @@ from ser_serve.errors import AudioTooLong, InvalidParameter, InvalidSettings, No
 from ser_serve.model.calibration import voice
 from ser_serve.settings import ServeSettings, TimelineSettings
 from ser_serve.timeline import _Segment, channel_mode, speech_time_weights, summarise, windows
-from ser_tools.encode import encode
+from ser_tools.encode import ENCODABLE_FORMATS, encode
 
 RATE = 16_000
 # webrtcvad keeps saying "speech" for up to 5 frames (150 ms) after speech ends (its hang-over), so a segment
@@ -158,3 +158,12 @@ def test_memory_of_a_long_stereo_8khz_recording_does_not_grow_with_its_length(cl
     assert peaks[10] < ten_minutes_at_16k / 3
     # What grows is the segment list (about 1.5 kB per segment), not the audio.
     assert peaks[10] - peaks[2] < 8 * 1024 * 1024, peaks
+
+
+@pytest.mark.parametrize("fmt", ENCODABLE_FORMATS)
+def test_every_supported_format_streams_into_a_timeline(classifier, fmt):
+    rate = 48_000 if fmt in ("opus", "webm") else 16_000
+    answer = classifier.timeline(encode(stereo_call(rate), rate, fmt))
+    assert answer["duration"] == pytest.approx(10.0, abs=0.15)  # AAC adds up to 2,112 frames of priming
+    # Both turns, whatever the codec did to the waveform (AMR: 8 kHz narrow band; lossy encoder delays).
+    assert answer["summary"]["speech_seconds"] == pytest.approx(5.0, abs=0.5)
