@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The committed demo model (trained on synthetic speech); models/tiny is untrained.
 MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 
-.PHONY: setup serve demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
+.PHONY: setup serve demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep bench-timeline loadtest grpc-stubs soak data train-demo evaluate-demo clean
 
 setup: $(VENV)/.installed
 
@@ -87,6 +87,12 @@ grpc-stubs: setup
 # (a few minutes; writes benchmarks/results/bench.{md,json,png}).
 bench: setup
 	$(PY) -m ser_tools.bench
+
+# Long recordings: a synthetic two-speaker call (8 kHz stereo mu-law) as a timeline with the demo model;
+# seconds of processing per hour of audio, peak memory, turns right, and a plot (benchmarks/results/timeline.*).
+TIMELINE_ARGS ?= --minutes 10
+bench-timeline: setup
+	$(PY) -m ser_tools.timeline $(TIMELINE_ARGS)
 
 # The same plus alternative worker/thread/batch settings, as used to tune model-config.yaml.
 bench-sweep: setup

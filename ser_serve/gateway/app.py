@@ -31,6 +31,15 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Content types that mean "not an audio file": curl --data-binary defaults to
 # the first, and TorchServe's frontend answers it with a Java exception.
 FORM_OR_TEXT = ("application/x-www-form-urlencoded", "text/", "application/json")
+# Models that take long recordings: a larger body limit (the engine's
+# max_request_size) and a longer wait for the answer than single clips.
+LONG_RECORDING_MODELS = {"ser-timeline"}
+LONG_BODY_BYTES = 136 * 1024 * 1024
+LONG_TIMEOUT_S = 3600.0
+# The timeline's channel mode, passed to the engine as this header whether the
+# client sent it as a header or as a form field of the same name.
+CHANNELS_HEADER = "X-Channels"
+CHANNELS_FIELD = "channels"
 SEND_AUDIO = ("Send the audio file itself as the body with a binary content type (curl -T clip.wav, or "
               "curl --data-binary @clip.wav -H 'Content-Type: application/octet-stream'), or one multipart "
               "form field (curl -F file=@clip.wav).")
@@ -240,26 +249,33 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
             return error(429, "too_many_requests", f"This client already has {limiter.limit} requests in flight; "
                          "wait for an answer before sending more.", request_id, {"Retry-After": "1"})
         try:
-            body = await read_bounded(request, max_body_bytes)
+            long_recording = model in LONG_RECORDING_MODELS
+            limit = max(max_body_bytes, LONG_BODY_BYTES) if long_recording else max_body_bytes
+            body = await read_bounded(request, limit)
             if body is None:
-                return error(413, "payload_too_large", f"The upload is larger than {max_body_bytes:,} bytes.", request_id)
+                return error(413, "payload_too_large", f"The upload is larger than {limit:,} bytes.", request_id)
+            channels = request.headers.get(CHANNELS_HEADER)
             if content_type.startswith("multipart/form-data"):
-                files = await multipart_files(request, body)
+                files, fields = await multipart_parts(request, body)
                 if len(files) != 1:
                     return error(400, "one_file_per_request",
                                  f"The form carries {len(files)} files; send exactly one per request. {SEND_AUDIO}",
                                  request_id)
                 body = files[0]
+                channels = fields.get(CHANNELS_FIELD, channels)
             if engine.local is not None:
                 return await classify_in_process(body, request_id)
             headers = {"Content-Type": "application/octet-stream", "X-Request-ID": request_id}
+            if channels is not None:
+                headers[CHANNELS_HEADER] = channels
             if auth.pass_through and not accept_any_body:
                 if offered:  # TorchServe's own API: TorchServe checks its own token
                     headers["Authorization"] = offered
             else:  # the gateway has let the client in (its token, or the card's open /predict on a laptop)
                 headers.update(engine.engine_auth())
             try:
-                answer = await client.put(f"{engine.predictions_url}/predictions/{model}", content=body, headers=headers)
+                answer = await client.put(f"{engine.predictions_url}/predictions/{model}", content=body, headers=headers,
+                                          timeout=max(timeout_s, LONG_TIMEOUT_S) if long_recording else timeout_s)
             except httpx.TransportError:
                 return error(503, "unavailable", "The model server is not reachable; retry later.", request_id,
                              {"Retry-After": "1"})
@@ -317,8 +333,8 @@ async def read_bounded(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def multipart_files(request: Request, body: bytes) -> list[bytes]:
-    """The file parts of a multipart body (python-multipart, through Starlette's form parser)."""
+async def multipart_parts(request: Request, body: bytes) -> tuple[list[bytes], dict[str, str]]:
+    """The file parts and the text fields of a multipart body (python-multipart, through Starlette's form parser)."""
     from starlette.datastructures import UploadFile
     from starlette.requests import Request as StarletteRequest
 
@@ -326,4 +342,6 @@ async def multipart_files(request: Request, body: bytes) -> list[bytes]:
         return {"type": "http.request", "body": body, "more_body": False}
 
     form = await StarletteRequest(request.scope, replay).form()
-    return [await value.read() for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    files = [await value.read() for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+    return files, fields

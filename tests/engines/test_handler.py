@@ -171,3 +171,28 @@ def test_worker_batches_identical_lengths_only_when_a_padded_pass_is_not_exact(m
         service.initialize(make_context(mar_dir))
     assert service.classifier.model.budget.max_padding_ratio == 1.0
     assert "only clips of identical length will share a forward pass" in caplog.text
+
+
+def test_timeline_service_takes_the_channel_mode_from_a_header_or_a_field_and_errors_per_request(mar_dir):
+    import numpy as np
+
+    service = ser_handler.SERHandler(timeline=True)
+    service.initialize(make_context(mar_dir, batch_size=1))
+    call = np.zeros((16_000 * 6, 2), np.float32)
+    call[16_000:48_000, 0] = voice(2.0, seed=1)
+    call[64_000:80_000, 1] = voice(1.0, seed=2)
+    data = encode(call, 16_000, "flac")
+    requests = [{"data": data}, {"data": data}, {"file": data, "channels": bytearray(b"separate")}, {"data": data},
+                {"data": b"not audio"}]
+    headers = [{}, {"X-Channels": "separate"}, {}, {"x-channels": "both"}, {}]
+    context = make_context(mar_dir, batch_size=len(requests))
+    context.request_processor = [RequestProcessor(h) for h in headers]
+    bodies = [json.loads(r) for r in service.handle(requests, context)]
+    statuses = [context.get_response_status(i)[0] for i in range(len(requests))]
+    assert statuses == [200, 200, 200, 400, 415]
+    assert [b["channels"] for b in bodies[:3]] == [1, 2, 2]
+    assert bodies[1] == bodies[2]  # header or form field: the same answer
+    assert bodies[3]["error"]["code"] == "invalid_parameter"
+    # The mix lane has both turns; each separate lane only its own speaker's.
+    assert {s["channel"] for s in bodies[1]["segments"]} == {0, 1}
+    assert bodies[0]["summary"]["speech_seconds"] == pytest.approx(3.0, abs=0.3)

@@ -148,6 +148,17 @@ def test_production_profile_takes_the_operators_token_logs_json_and_refuses_non_
         one = requests.post(f"{served.url}/predictions/ser", headers=auth, timeout=60, files={"audio": ("a.wav", CLIP)})
         assert one.status_code == 200 and one.json() == answer.json()
 
+        # The timeline model behind the same gateway: past the clips' 12 MiB and 30 s, channel mode by header or form field.
+        call = encode(voice(400.0, 16_000, 2, seed=3), 16_000, "wav")  # 25.6 MB, 400 s
+        assert put(served.url, call, **auth).json()["error"]["code"] == "payload_too_large"
+        timeline_url = f"{served.url}/predictions/ser-timeline"
+        by_header = requests.put(timeline_url, data=call, headers={**auth, "X-Channels": "separate"}, timeout=600)
+        assert by_header.status_code == 200, by_header.text
+        by_form = requests.post(timeline_url, headers=auth, files={"file": ("call.wav", call)},
+                                data={"channels": "separate"}, timeout=600)
+        assert by_header.json()["channels"] == 2 and by_form.json() == by_header.json()
+        assert requests.put(timeline_url, data=call, headers=auth, timeout=600).json()["channels"] == 1
+
         served.process.send_signal(signal.SIGTERM)
         assert served.process.wait(timeout=60) == 0, served.output
         time.sleep(0.2)  # the reader thread collects the last lines

@@ -1,5 +1,9 @@
 """TorchServe adapter: read the request, call the runtime core, map errors.
 
+Two models of one store use it: ``ser`` (single clips, batched) and
+``ser-timeline`` (long recordings, one per handler call: the timeline batches
+its own windows), the latter through ``handle_timeline``.
+
 Each request of a TorchServe batch is decoded and validated on its own; an
 invalid one gets its own status and JSON error body (through
 ``context.set_response_status(code, phrase, idx)``) while the valid ones are
@@ -22,6 +26,7 @@ from ser_serve.engines.torchserve.metrics import HandlerMetrics
 from ser_serve.errors import UnsupportedMediaType, error_response
 from ser_serve.model.calibration import calibration_clips
 from ser_serve.settings import settings_from_model_yaml
+from ser_serve.timeline import channel_mode
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +35,10 @@ JSON = "application/json"
 # Keys under which TorchServe hands over a body: "data"/"body" for a raw body,
 # the form field name for multipart uploads ("file" by convention).
 BODY_KEYS = ("data", "body", "file", "audio")
+# The timeline's channel mode: a request header (REST) or an input/form field
+# of that name (multipart forms, gRPC's input map); default "mix".
+CHANNELS_HEADER = "x-channels"
+CHANNELS_FIELD = "channels"
 # What "a clip's answer does not depend on its neighbours" means in float32 (measured: 1e-7).
 EXACT_TOLERANCE = 1e-5
 
@@ -54,7 +63,8 @@ def request_payload(request: dict) -> bytes | bytearray:
 class SERHandler:
     """Speech emotion recognition handler for TorchServe."""
 
-    def __init__(self):
+    def __init__(self, timeline: bool = False):
+        self.timeline = timeline
         self.classifier: EmotionClassifier | None = None
         self.metrics: HandlerMetrics | None = None
         self.initialized = False
@@ -71,7 +81,8 @@ class SERHandler:
         if not on_gpu and settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         self.classifier = EmotionClassifier.from_pretrained(
-            os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=settings.limits, budget=budget
+            os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=settings.limits, budget=budget,
+            vad=settings.vad, timeline=settings.timeline,
         )
         self._check_exact_batching(model_dir)
         if on_gpu and settings.gpu.fp16:
@@ -80,8 +91,8 @@ class SERHandler:
             logger.info("fp16 max probability difference %.2e (tolerance %.0e): running in %s",
                         difference, tolerance, self.classifier.model.dtype)
         logger.info(
-            "ser handler ready: labels=%s device=%s dtype=%s threads=%d settings=%s",
-            self.classifier.labels, device, self.classifier.model.dtype, torch.get_num_threads(), settings,
+            "ser handler ready (%s): labels=%s device=%s dtype=%s threads=%d settings=%s",
+            "timeline" if self.timeline else "clips", self.classifier.labels, device, self.classifier.model.dtype, torch.get_num_threads(), settings,
         )
         self.metrics = HandlerMetrics(context)
         self.initialized = True
@@ -105,6 +116,8 @@ class SERHandler:
             model.budget = model.budget.model_copy(update={"max_padding_ratio": 1.0})
 
     def handle(self, data: list[dict], context) -> list[str]:
+        if self.timeline:
+            return self.handle_timelines(data, context)
         responses: list[str | None] = [None] * len(data)
         prepared, prepared_indices = [], []
         self.metrics.record_batch(len(data))
@@ -134,6 +147,23 @@ class SERHandler:
                     len(data), len(prepared), self.classifier.model.padded_passes)
         return responses
 
+    def handle_timelines(self, data: list[dict], context) -> list[str]:
+        """One timeline per request; a long recording is analysed in windows batched by the core."""
+        responses = []
+        for idx, request in enumerate(data):
+            started = time.perf_counter()
+            try:
+                mode = channel_mode(request.get(CHANNELS_FIELD) or _header(context, idx, CHANNELS_HEADER))
+                answer = self.classifier.timeline(request_payload(request), mode, request=_request_id(context, idx))
+            except Exception as exc:  # one bad upload must not fail its neighbours
+                responses.append(self._error(context, idx, exc))
+                continue
+            # Decoding and analysis are one streamed pass for a timeline: the time covers both.
+            self.metrics.record_decoded((time.perf_counter() - started) * 1000, answer["duration"])
+            context.set_response_content_type(idx, JSON)
+            responses.append(json.dumps(answer))
+        return responses
+
     def _error(self, context, idx: int, exc: Exception) -> str:
         status, phrase, body = error_response(exc)
         self.metrics.record_rejected(body["error"]["code"])
@@ -159,6 +189,15 @@ def _installed_version(name: str) -> str:
     return metadata.version(name)
 
 
+def _header(context, idx: int, name: str) -> str | None:
+    """A request header by case-insensitive name (TorchServe hands them over as the client spelt them)."""
+    try:
+        headers = context.get_all_request_header(idx) or {}
+    except Exception:
+        return None
+    return next((value for key, value in headers.items() if str(key).lower() == name), None)
+
+
 def _request_id(context, idx: int) -> str:
     """The gateway's X-Request-ID of the idx-th request, else TorchServe's own id, else the index."""
     try:
@@ -168,12 +207,22 @@ def _request_id(context, idx: int) -> str:
 
 
 _service = SERHandler()
+_timeline_service = SERHandler(timeline=True)
+
+
+def _entry(service: SERHandler, data, context):
+    if not service.initialized:
+        service.initialize(context)
+    if data is None:
+        return None
+    return service.handle(data, context)
 
 
 def handle(data, context):
-    """Module-level entry point TorchServe calls for initialisation and inference."""
-    if not _service.initialized:
-        _service.initialize(context)
-    if data is None:
-        return None
-    return _service.handle(data, context)
+    """Module-level entry point TorchServe calls for initialisation and inference (model ``ser``)."""
+    return _entry(_service, data, context)
+
+
+def handle_timeline(data, context):
+    """The entry point of the timeline archive (model ``ser-timeline``)."""
+    return _entry(_timeline_service, data, context)
