@@ -57,13 +57,16 @@ class Engine:
     # (the page and /predict never see it).
     engine_auth: Callable[[], dict] = field(default=lambda: {})
     local: Callable[[bytes], dict] | None = None  # in-process prediction (the card's small deployments)
+    local_timeline: Callable[[bytes, str], dict] | None = None  # in-process timeline: (audio, channel mode)
     card_model: str = "ser"                 # the model POST /predict answers with
+    timeline_model: str = "ser-timeline"    # the model POST /timeline answers with
 
 
 def in_process_engine(classifier) -> Engine:
     """An Engine that runs ``classifier`` (an EmotionClassifier) in the gateway's own process."""
     return Engine(predictions_url=None, metrics_url=None, alive=lambda: True, ready=lambda: True,
-                  local=classifier.predict)
+                  local=classifier.predict,
+                  local_timeline=lambda body, channels: classifier.timeline(body, channels=channels))
 
 
 @dataclass
@@ -264,7 +267,9 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
                 body = files[0]
                 channels = fields.get(CHANNELS_FIELD, channels)
             if engine.local is not None:
-                return await classify_in_process(body, request_id)
+                if long_recording:
+                    return await classify_in_process(lambda: engine.local_timeline(body, channels or "mix"), request_id)
+                return await classify_in_process(lambda: engine.local(body), request_id)
             headers = {"Content-Type": "application/octet-stream", "X-Request-ID": request_id}
             if channels is not None:
                 headers[CHANNELS_HEADER] = channels
@@ -286,13 +291,13 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
         finally:
             limiter.leave(who)
 
-    async def classify_in_process(body: bytes, request_id: str) -> Response:
+    async def classify_in_process(work: Callable[[], dict], request_id: str) -> Response:
         from starlette.concurrency import run_in_threadpool
 
         from ser_serve.errors import error_response
 
         try:
-            return JSONResponse(await run_in_threadpool(engine.local, body))
+            return JSONResponse(await run_in_threadpool(work))
         except Exception as exc:  # the same error table as the served handler
             status, _, payload = error_response(exc)
             if status >= 500:
@@ -311,6 +316,13 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
         """A multipart form with one file (any field name; the card's clients send `file`) or the audio as the
         raw body, whatever content type the client put on it (`curl --data-binary @clip.wav` works)."""
         return await classify(request, engine.card_model, accept_any_body=True)
+
+    @app.post("/timeline", responses=ERRORS, openapi_extra=PREDICT_BODY,
+              summary="An emotion timeline of a long recording (one lane per channel with `X-Channels: separate`)")
+    async def timeline(request: Request):
+        """Like /predict, for recordings up to hours: `{"duration", "channels", "segments": [...], "summary"}`.
+        The channel mode comes from the `X-Channels` header or a `channels` form field (`mix` or `separate`)."""
+        return await classify(request, engine.timeline_model, accept_any_body=True)
 
     @app.get("/", include_in_schema=False)
     async def page():

@@ -105,3 +105,21 @@ def test_one_client_cannot_hold_more_than_its_share_of_requests(tiny_checkpoint)
     assert second.status_code == 429 and second.json()["error"]["code"] == "too_many_requests"
     assert second.headers["Retry-After"] == "1"
     assert other.status_code == 200
+
+
+def test_timeline_of_a_long_two_channel_recording_in_process(gateway):
+    import numpy as np
+
+    rate = 16_000
+    left, right = voice(40.0, rate, seed=7), voice(40.0, rate, seed=8)
+    right[: 20 * rate] = 0.0  # the second speaker is silent for the first 20 s
+    call = encode(np.stack([left, right], axis=1), rate, "wav")
+    assert requests.post(f"{gateway}/predict", data=call, timeout=60).json()["error"]["code"] == "audio_too_long"
+    answer = requests.post(f"{gateway}/timeline", files={"file": ("call.wav", call)}, data={"channels": "separate"},
+                           timeout=300)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["channels"] == 2 and body["duration"] == pytest.approx(40.0, abs=0.1)
+    assert {segment["channel"] for segment in body["segments"]} == {0, 1}
+    assert all(segment["start"] >= 19.5 for segment in body["segments"] if segment["channel"] == 1)
+    assert [lane["channel"] for lane in body["summary"]["channels"]] == [0, 1]

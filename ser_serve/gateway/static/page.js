@@ -1,5 +1,6 @@
 // Record with MediaRecorder (WebM/Opus in Chrome and Firefox) or pick a file,
-// POST it to /predict as the multipart field "file", draw the scores.
+// POST it to /predict as the multipart field "file", draw the scores. A
+// recording too long for one clip goes to /timeline and is shown as segments.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let recorder = null;
@@ -28,13 +29,43 @@ function render(answer) {
   $("answer").hidden = false;
 }
 
-async function classify(blob, name) {
-  setStatus(`Classifying ${name} (${Math.round(blob.size / 1024)} KiB) ...`);
+function renderTimeline(answer) {
+  const rows = answer.segments.map((segment) => {
+    const row = document.createElement("tr");
+    for (const value of [segment.channel, segment.start.toFixed(1), segment.end.toFixed(1),
+                         segment.dominant.label, segment.dominant.score.toFixed(2)]) {
+      const cell = document.createElement("td");
+      cell.textContent = value;
+      row.appendChild(cell);
+    }
+    return row;
+  });
+  $("timeline").querySelector("tbody").replaceChildren(...rows);
+  $("timeline-section").hidden = false;
+}
+
+async function post(path, blob, name) {
   const form = new FormData();
   form.append("file", blob, name);
+  const response = await fetch(path, { method: "POST", body: form });
+  return { response, body: await response.json() };
+}
+
+async function classify(blob, name) {
+  setStatus(`Classifying ${name} (${Math.round(blob.size / 1024)} KiB) ...`);
   try {
-    const response = await fetch("/predict", { method: "POST", body: form });
-    const body = await response.json();
+    let { response, body } = await post("/predict", blob, name);
+    if (response.status === 413 && body.error && body.error.code === "audio_too_long") {
+      setStatus(`${name} is long: making a timeline ...`);
+      ({ response, body } = await post("/timeline", blob, name));
+      if (response.ok) {
+        renderTimeline(body);
+        const channels = Object.values(body.summary.channels || {});
+        setStatus(`Done: ${name}, ${body.duration.toFixed(0)} s, ${body.segments.length} segments.`);
+        if (channels.length && channels[0].dominant) render({ dominant: channels[0].dominant, results: channels[0].results || [] });
+        return;
+      }
+    }
     if (!response.ok) {
       setStatus(`${response.status}: ${body.error ? body.error.message : "the server refused it"}`, true);
       return;
