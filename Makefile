@@ -9,9 +9,9 @@ MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 PRECISION ?=
 PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 
-.PHONY: setup java serve test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep loadtest grpc-stubs soak data train-demo evaluate-demo clean
+.PHONY: setup serve demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep bench-timeline loadtest grpc-stubs soak data train-demo evaluate-demo clean
 
-setup: $(VENV)/.installed java
+setup: $(VENV)/.installed
 
 # Re-install whenever the pinned dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -20,9 +20,6 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[serve,train,bench,loadtest,test]'
 	$(PY) -c "from ser_serve.clients.grpc import generate_stubs; generate_stubs()"
 	touch $@
-
-java:
-	@bash scripts/ensure_java.sh
 
 models/tiny: | $(VENV)/.installed
 	$(PY) -m ser_serve.cli checkpoint --preset tiny --out $@
@@ -34,6 +31,10 @@ archive: setup
 
 serve: setup
 	$(PY) -m ser_serve.cli serve --model-dir $(MODEL_DIR) $(PRECISION_ARG)
+
+# TorchServe and the gateway with the page and the card's POST /predict on 127.0.0.1:8090.
+demo: setup
+	$(PY) -m ser_serve.cli serve --model-dir $(MODEL_DIR) --port 8090
 
 test: setup test-tools
 	$(PY) -m pytest
@@ -91,9 +92,29 @@ grpc-stubs: setup
 bench: setup
 	$(PY) -m ser_tools.bench
 
+# Long recordings: a synthetic two-speaker call (8 kHz stereo mu-law) as a timeline with the demo model;
+# seconds of processing per hour of audio, peak memory, turns right, and a plot (benchmarks/results/timeline.*).
+TIMELINE_ARGS ?= --minutes 10
+bench-timeline: setup
+	$(PY) -m ser_tools.timeline $(TIMELINE_ARGS)
+
 # The same plus alternative worker/thread/batch settings, as used to tune model-config.yaml.
 bench-sweep: setup
 	$(PY) -m ser_tools.bench --sweep
+
+# The deployment files (deploy/): hadolint, Kubernetes and CRD schemas, cross-file checks; offline, seconds.
+.PHONY: test-deploy image image-gpu image-loadtest
+test-deploy: setup
+	$(PY) -m pytest tests/deploy
+
+# Container images (need a container runtime; not used by `make test`). IMAGE=registry/ser-serve:tag
+IMAGE ?= ser-serve:0.2.0
+image:
+	docker build -f deploy/Dockerfile -t $(IMAGE) .
+image-gpu:
+	docker build -f deploy/Dockerfile.gpu -t $(IMAGE)-gpu .
+image-loadtest:
+	docker build -f deploy/Dockerfile --target loadtest -t $(subst ser-serve:,ser-serve-loadtest:,$(IMAGE)) .
 
 clean:
 	rm -rf .serve build model_store/*.mar .pytest_cache

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # System programs the test suite drives for real (not needed to serve):
-#   nginx - the reverse proxy of the multi-replica test (tests/integration/test_replicas.py).
+#   nginx - the reverse proxy of the multi-replica test (tests/integration/test_replicas.py);
+#   chromium, chromium-driver - the real browser of the page test (tests/integration/test_page.py).
 # Installed with apt when we are root; otherwise say exactly what to do.
 set -euo pipefail
 missing=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} with apt-get for the tests ..."

@@ -8,11 +8,14 @@ from typing import Sequence, Union
 
 import numpy as np
 
-from ser_serve.audio import AudioLimits, from_array, load_waveform, to_mono_16k
+from ser_serve import timeline, vad
+from ser_serve.audio import AudioLimits, array_stream, from_array, load_waveform, open_stream, to_mono_16k
 from ser_serve.batching import BatchBudget
+from ser_serve.errors import NoSpeech
 from ser_serve.model.emotion_model import EmotionModel
+from ser_serve.errors import SerError
 from ser_serve.response import to_response
-from ser_serve.settings import PrecisionSettings
+from ser_serve.settings import PrecisionSettings, TimelineSettings, VadSettings
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
 
@@ -25,9 +28,12 @@ class EmotionClassifier:
     {'label': 'happy', 'score': 0.81}
     """
 
-    def __init__(self, model: EmotionModel, limits: AudioLimits = AudioLimits()):
+    def __init__(self, model: EmotionModel, limits: AudioLimits = AudioLimits(), vad: VadSettings = VadSettings(),
+                 timeline: TimelineSettings = TimelineSettings()):
         self.model = model
         self.limits = limits
+        self.vad = vad
+        self.timeline_settings = timeline
 
     @classmethod
     def from_pretrained(
@@ -37,11 +43,15 @@ class EmotionClassifier:
         limits: AudioLimits = AudioLimits(),
         budget: BatchBudget = BatchBudget(),
         dtype=None,
+        vad: VadSettings = VadSettings(),
+        timeline: TimelineSettings = TimelineSettings(),
         precision: str | PrecisionSettings | None = None,
     ):
         """Load a checkpoint directory (config.json, weights, preprocessor_config.json).
 
         ``device`` defaults to CUDA when available; ``dtype`` to float32.
+        ``vad`` and ``timeline`` are the ``ser.vad`` and ``ser.timeline``
+        sections of model-config.yaml (defaults: the server's).
         ``precision`` (a profile name or settings) runs a faster profile if it
         passes its guard against float32; ``model.precision_choice`` says
         what runs and why.
@@ -51,7 +61,7 @@ class EmotionClassifier:
         model = EmotionModel(path, device=device, budget=budget, dtype=dtype or torch.float32)
         if precision is not None:
             model.use_precision(PrecisionSettings(profile=precision) if isinstance(precision, str) else precision)
-        return cls(model, limits)
+        return cls(model, limits, vad, timeline)
 
     @property
     def labels(self) -> list[str]:
@@ -74,12 +84,24 @@ class EmotionClassifier:
                 raise TypeError("sample_rate is only for arrays: an encoded file carries its own rate")
             data = Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else source
             waveform = load_waveform(data, self.limits)
+        if self.vad.reject_no_speech and not vad.has_speech(waveform, self.vad):
+            raise NoSpeech("No speech was found in the audio (silence, or too quiet), so no emotion can be judged.")
         return self.model.features(waveform)
 
     def predict_features(self, features: Sequence[np.ndarray]) -> list[dict]:
-        """Responses for already prepared inputs, batched exactly."""
-        probabilities = self.model.predict_proba(features)
-        return [to_response(row, self.model.id2label) for row in probabilities]
+        """Responses for already prepared inputs, batched exactly; any bad row raises."""
+        return [answer if isinstance(answer, dict) else _raise(answer) for answer in self.answer_each(features)]
+
+    def answer_each(self, features: Sequence[np.ndarray]) -> list[dict | SerError]:
+        """Like :meth:`predict_features`, but a row that cannot be answered (non-finite scores) is returned
+        as its error, so a server answers every other request of the batch."""
+        answers: list[dict | SerError] = []
+        for row in self.model.predict_proba(features):
+            try:
+                answers.append(to_response(row, self.model.id2label))
+            except SerError as exc:
+                answers.append(exc)
+        return answers
 
     def predict(self, source: AudioSource, sample_rate: int | None = None) -> dict:
         """``{"results": [...], "dominant": {...}}`` for one clip."""
@@ -91,3 +113,27 @@ class EmotionClassifier:
         ``sample_rate`` applies to every array among ``sources``.
         """
         return self.predict_features([self.prepare(source, sample_rate) for source in sources])
+
+    def timeline(self, source: AudioSource, channels: str = "mix", sample_rate: int | None = None,
+                 request: str = "") -> dict:
+        """An emotion timeline of a long recording (ser_serve.timeline), up to ``ser.timeline.max_seconds``.
+
+        ``channels`` is "mix" (one lane: the mean of all channels) or
+        "separate" (one lane per channel). Answers ``{"duration", "channels",
+        "segments": [{"start", "end", "channel", "results", "dominant"}...],
+        "summary"}``; segments cover the speech the detector found.
+        """
+        mode = timeline.channel_mode(channels)
+        limits = self.timeline_settings.audio_limits(self.limits)
+        mix = mode == "mix"
+        if isinstance(source, np.ndarray):
+            stream = array_stream(source, sample_rate, limits, mix)
+        else:
+            if sample_rate is not None:
+                raise TypeError("sample_rate is only for arrays: an encoded file carries its own rate")
+            data = Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else source
+            stream = open_stream(data, limits, mix)
+        return timeline.analyse(stream, self.model, self.timeline_settings, self.vad, mode, request)
+
+def _raise(exc: Exception):
+    raise exc

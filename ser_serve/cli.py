@@ -63,6 +63,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-format", choices=["text", "json"], help="default: text (laptop), json (production)")
     p.set_defaults(run=_serve)
 
+    p = commands.add_parser("gateway", help="the card's POST /predict and a page to try it, in front of a "
+                                            "running server (--url) or the model in-process (--model-dir)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model-dir", type=Path, help="run the model in this process (no model server)")
+    where.add_argument("--url", help="a running TorchServe's inference address, e.g. http://127.0.0.1:8080")
+    p.add_argument("--token", help="the server's inference token (default: from --key-file); never sent to browsers")
+    p.add_argument("--key-file", type=Path, default=WORKDIR / "key_file.json")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8090, help="8090 by default: 8000-8002 are Triton's")
+    p.add_argument("--max-in-flight-per-client", type=int, default=8)
+    p.set_defaults(run=_gateway)
+
     p = commands.add_parser("predict", help="classify clips in-process (--model-dir) or via a server (--url)")
     p.add_argument("clips", nargs="+", type=Path)
     where = p.add_mutually_exclusive_group()
@@ -73,6 +85,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--token", help="inference token; write --token=VALUE, tokens may start with '-' (default: from --key-file)")
     p.add_argument("--key-file", type=Path, default=WORKDIR / "key_file.json")
     p.set_defaults(run=_predict)
+
+    p = commands.add_parser("timeline", help="an emotion timeline of a long recording, in-process or via a server")
+    p.add_argument("recording", type=Path)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--model-dir", type=Path)
+    where.add_argument("--url", help="inference address, e.g. http://127.0.0.1:8080")
+    where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC inference address, e.g. 127.0.0.1:7070")
+    p.add_argument("--model", default="ser-timeline", help="model name on the server")
+    p.add_argument("--channels", choices=["mix", "separate"], default="mix",
+                   help="mix: one lane, the mean of all channels (default); separate: one lane per channel (a stereo call)")
+    p.add_argument("--plot", type=Path, help="also draw the timeline to this PNG (needs the 'bench' extra: matplotlib)")
+    p.add_argument("--token", help="inference token; write --token=VALUE (default: from --key-file)")
+    p.add_argument("--key-file", type=Path, default=WORKDIR / "key_file.json")
+    p.set_defaults(run=_timeline)
 
     for name, help_text in DELEGATED.items():  # listed for --help; main() hands them their arguments
         commands.add_parser(name, help=help_text)
@@ -215,8 +241,50 @@ def _predict(args) -> int:
     return status
 
 
+def _timeline(args) -> int:
+    """Print the timeline JSON of one recording; draw it with --plot."""
+    if args.plot:
+        try:  # checked first: an hour of analysis should not end in a missing plotting library
+            from ser_tools.timeline import plot_timeline
+        except ImportError as exc:
+            raise SystemExit(f"error: --plot needs the 'bench' extra: pip install 'ser-serve[bench]' ({exc})")
+    data = args.recording.read_bytes()
+    if args.grpc or args.url:
+        from ser_serve.clients.auth import inference_token
+
+        token = inference_token(args.token, args.key_file)
+        if args.grpc:
+            from ser_serve.clients.grpc import GrpcClient
+
+            with GrpcClient(args.grpc, token, timeout=3600) as client:
+                answer = client.predict(args.model, data, channels=args.channels)
+        else:
+            import requests
+
+            response = requests.put(f"{args.url.rstrip('/')}/predictions/{args.model}", data=data, timeout=3600,
+                                    headers={"Authorization": f"Bearer {token}", "X-Channels": args.channels,
+                                             "Content-Type": "application/octet-stream"})
+            answer = response.json()
+    else:
+        from ser_serve import EmotionClassifier
+        from ser_serve.errors import SerError, error_response
+
+        classifier = EmotionClassifier.from_pretrained(args.model_dir or default_model_dir())
+        try:
+            answer = classifier.timeline(data, channels=args.channels)
+        except SerError as exc:
+            answer = error_response(exc)[2]
+    print(json.dumps(answer))
+    if "error" in answer:
+        return 1
+    if args.plot:
+        plot_timeline(answer, args.plot, title=args.recording.name)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
 def _serve(args) -> int:
-    from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive
+    from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, TIMELINE_MODEL, build_archive
     from ser_serve.errors import InvalidCheckpoint, InvalidSettings
 
     production = args.profile == "production"
@@ -235,6 +303,9 @@ def _serve(args) -> int:
     try:  # build_archive validates the checkpoint, weights included, before writing anything
         archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG,
                                 precision=args.precision)
+        # The same checkpoint as the long-recording model, served next to it from the same store.
+        build_archive(model_dir, args.model_store, TIMELINE_MODEL, args.model_config or DEFAULT_MODEL_CONFIG,
+                      timeline=True, precision=args.precision)
     except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -250,6 +321,39 @@ def _serve(args) -> int:
               "      Serve your own with MODEL_DIR=/path/to/checkpoint.")
     print(f"built {archive}", flush=True)
     return _run_behind_gateway(args, production)
+
+
+def _gateway(args) -> int:
+    """The gateway alone: forwarding to a running server, or with the model in-process."""
+    import requests
+    import uvicorn
+
+    from ser_serve.clients.auth import inference_token
+    from ser_serve.gateway.app import Auth, DrainState, Engine, create_app, in_process_engine
+    from ser_serve.logs import configure_logging
+
+    configure_logging("text")
+    if args.model_dir:
+        from ser_serve import EmotionClassifier
+
+        engine = in_process_engine(EmotionClassifier.from_pretrained(args.model_dir))
+    else:
+        url = args.url.rstrip("/")
+        key_file = args.key_file if args.key_file.is_file() else None
+        headers = {"Authorization": f"Bearer {inference_token(args.token, key_file)}"} if (args.token or key_file) else {}
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"{url}/ping", headers=headers, timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        engine = Engine(predictions_url=url, metrics_url=None, alive=ready, ready=ready, engine_auth=lambda: headers)
+    app = create_app(engine, Auth(), DrainState(), max_in_flight_per_client=args.max_in_flight_per_client)
+    print(f"gateway at http://{args.host}:{args.port}/ (POST /predict, API docs at /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=20)
+    return 0
 
 
 def _run_behind_gateway(args, production: bool) -> int:
@@ -273,9 +377,9 @@ def _run_behind_gateway(args, production: bool) -> int:
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     config = write_properties(properties, workdir / "torchserve.properties")
-    torchserve = TorchServe(config, args.model_store, workdir)
+    torchserve = TorchServe(config, args.model_store, workdir, models="ser=ser.mar ser-timeline=ser-timeline.mar")
     engine = Engine(predictions_url=torchserve.inference_url, metrics_url=torchserve.metrics_url,
-                    alive=torchserve.is_running, ready=torchserve.is_ready)
+                    alive=torchserve.is_running, ready=torchserve.is_ready, engine_auth=torchserve.auth_headers)
     auth = Auth(token_file=args.token_file.resolve() if args.token_file else None, pass_through=not production)
     url = f"http://{host}:{port}"
     sample = workdir / "sample.wav"
@@ -286,10 +390,14 @@ def _run_behind_gateway(args, production: bool) -> int:
             logging.getLogger("ser_serve.supervisor").info("ready", extra={"url": url, "model": "ser"})
             return
         token = torchserve.token("inference")
-        print(f"\nserving model 'ser' at {url} (gRPC {torchserve.grpc_inference_target}).")
+        print(f"\nserving models 'ser' and 'ser-timeline' at {url} (gRPC {torchserve.grpc_inference_target}).")
         print(f"Inference token: {token}   (management token and key file: {workdir / 'key_file.json'})")
         print(f"Try it with {sample_kind}:\n")
         print(f'  curl -H "Authorization: Bearer {token}" -T {sample} {url}/predictions/ser\n')
+        print(f"Or open {url}/ in a browser (record or pick a file), or use the card's API:\n")
+        print(f"  curl -F file=@{sample} {url}/predict\n")
+        print("A long recording (a stereo call: one lane per channel) as an emotion timeline:\n")
+        print(f'  curl -H "Authorization: Bearer {token}" -H "X-Channels: separate" -T call.wav {url}/predictions/ser-timeline\n')
         print("Press Ctrl-C (or send SIGTERM) to drain and stop.", flush=True)
 
     print(f"starting TorchServe (log: {torchserve.log_file}) ...", flush=True)

@@ -44,6 +44,27 @@ class AudioTooLong(SerError):
     code = "audio_too_long"
 
 
+class TooManySegments(SerError):
+    """A timeline would exceed ``ser.timeline.max_segments``."""
+
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "too_many_segments"
+
+
+class InvalidParameter(SerError):
+    """A request option (header or form field) with a value we do not know."""
+
+    status = HTTPStatus.BAD_REQUEST
+    code = "invalid_parameter"
+
+
+class NoSpeech(SerError):
+    """The voice-activity detector found no speech: an emotion for silence would be made up."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "no_speech"
+
+
 class UnsupportedMediaType(SerError):
     status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     code = "unsupported_media_type"
@@ -60,6 +81,12 @@ class OutOfMemory(SerError):
     # one batch is a transient overload.
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "out_of_memory"
+
+
+class NonFiniteScores(SerError):
+    """The model answered NaN or infinity (e.g. a reduced-precision overflow): a server fault, not the client's."""
+
+    code = "non_finite_scores"
 
 
 class InvalidCheckpoint(SerError):

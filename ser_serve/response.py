@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
+
+from ser_serve.errors import NonFiniteScores
 
 
 def to_response(probabilities: Sequence[float], id2label: Mapping[int, str]) -> dict:
@@ -19,6 +22,9 @@ def to_response(probabilities: Sequence[float], id2label: Mapping[int, str]) -> 
         raise ValueError(
             f"model returned {len(probabilities)} scores for {len(id2label)} labels"
         )
+    if not all(math.isfinite(score) for score in probabilities):
+        # Never a bare NaN in the JSON (invalid JSON for most clients): a typed 500 the log explains.
+        raise NonFiniteScores("The model produced non-finite scores for this input; see the server log.")
     results = [
         {"label": id2label[i], "score": float(score)}
         for i, score in enumerate(probabilities)

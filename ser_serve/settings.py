@@ -111,6 +111,53 @@ class PrecisionSettings(_Section):
     # auto: seconds spent timing the candidates at worker start (each also runs
     # once for the guard). Enough for a few passes of base size on 2 cores.
     auto_seconds: float = Field(20.0, gt=0.0, le=600.0)
+class VadSettings(_Section):
+    """Voice-activity detection (ser_serve/vad.py): which audio counts as speech."""
+
+    # webrtcvad's aggressiveness, 0 (keeps most) to 3 (drops most). At 0,
+    # noise at -30 dBFS counted as speech; from 1 up it did not, while every
+    # synthetic emotion of ser_train/synth.py still had 33-83 % voiced frames at 2.
+    aggressiveness: int = Field(2, ge=0, le=3)
+    # Timeline: a speech region with less voiced time than this is a click or a cough, not an utterance.
+    min_speech_seconds: float = Field(0.25, gt=0.0, le=10.0)
+    # Timeline: pauses up to this long between voiced frames stay inside one region.
+    # Slow, sad speech (2 syllables/s) left 360 ms between voiced runs of 180-240 ms:
+    # at 0.3 s such a turn fell apart into runs too short to count and was lost.
+    max_gap_seconds: float = Field(0.5, ge=0.0, le=5.0)
+    # Single clip: refuse (422 no_speech) a clip without one voiced 30 ms frame
+    # instead of answering a confident emotion for silence.
+    reject_no_speech: bool = True
+
+
+class TimelineSettings(_Section):
+    """Long recordings (ser_serve/timeline.py): the ser-timeline model's limits and windows."""
+
+    # Call recordings run to an hour; two leave headroom. Processing time, not
+    # memory, grows with length: windows are classified as they stream.
+    max_seconds: PositiveFloat = 7_200.0
+    # One hour of 8 kHz stereo 16-bit WAV is 115 MB; an hour of mu-law, 58 MB.
+    # TorchServe's max_request_size (config.properties) must be at least this.
+    max_bytes: PositiveInt = 128 * 1024 * 1024
+    # Bounds the answer (about 0.5 kB per segment): 2 h of stereo speech in
+    # 3 s windows with a 1.5 s hop is 9,600 segments.
+    max_segments: PositiveInt = 20_000
+    # Emotion is judged from utterances of a few seconds (the demo model saw 1-5 s).
+    window_seconds: float = Field(3.0, ge=0.5, le=30.0)
+    # Windows start this far apart inside a speech region (overlap = window - hop).
+    hop_seconds: float = Field(1.5, gt=0.0, le=30.0)
+    # A progress line is logged each time this much more audio has been analysed.
+    progress_every_seconds: PositiveFloat = 300.0
+
+    @model_validator(mode="after")
+    def _hop_within_window(self):
+        if self.hop_seconds > self.window_seconds:
+            raise ValueError(f"hop_seconds {self.hop_seconds} exceeds window_seconds {self.window_seconds}: "
+                             "speech between windows would never be analysed")
+        return self
+
+    def audio_limits(self, base: AudioLimits) -> AudioLimits:
+        """The single-clip limits with this section's length and size: rates and channels stay as they are."""
+        return base.model_copy(update={"max_seconds": self.max_seconds, "max_bytes": self.max_bytes})
 
 
 class ServeSettings(_Section):
@@ -121,6 +168,8 @@ class ServeSettings(_Section):
     limits: AudioLimits = AudioLimits()
     batching: BatchBudget = BatchBudget()
     gpu: GpuSettings = GpuSettings()
+    vad: VadSettings = VadSettings()
+    timeline: TimelineSettings = TimelineSettings()
     precision: PrecisionSettings = PrecisionSettings()
 
     @model_validator(mode="after")

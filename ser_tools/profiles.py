@@ -15,7 +15,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ser_serve.audio import TARGET_SAMPLE_RATE, load_waveform

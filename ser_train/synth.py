@@ -160,3 +160,35 @@ def generate(count_per_label: int, seed: int, min_seconds: float = 1.0, max_seco
         seconds = float(np.round(rng.uniform(min_seconds, max_seconds), 2))
         snr = float(rng.uniform(20, 40))
         yield emotion, utterance(emotion, seconds, speaker, rng, snr), seconds, speaker
+
+
+@dataclass(frozen=True)
+class Turn:
+    channel: int
+    start: float     # seconds
+    end: float
+    emotion: str
+
+
+def two_speaker_call(turns: list[tuple[int, str, float]], rng: np.random.Generator, pause: tuple[float, float] = (1.0, 2.0),
+                     noise_dbfs: float = -65.0) -> tuple[np.ndarray, list[Turn]]:
+    """A stereo call at 16 kHz: each turn ``(channel, emotion, seconds)`` is one utterance on its channel, turns
+    separated by pauses drawn from ``pause``, both channels carrying a faint noise floor (a line's hiss).
+
+    Returns the (frames, 2) samples and the ground truth: where each utterance lies and its emotion.
+    Channel 0 and 1 keep one speaker each (agent and customer).
+    """
+    speakers = (Speaker(base_f0=115.0, tract_scale=1.0), Speaker(base_f0=200.0, tract_scale=1.12))
+    position = rng.uniform(*pause)
+    pieces, truth = [], []
+    for channel, emotion, seconds in turns:
+        start = int(position * SAMPLE_RATE)
+        voice = utterance(emotion, seconds, speakers[channel], rng, snr_db=35.0)
+        pieces.append((channel, start, voice))
+        truth.append(Turn(channel, start / SAMPLE_RATE, (start + len(voice)) / SAMPLE_RATE, emotion))
+        position = (start + len(voice)) / SAMPLE_RATE + rng.uniform(*pause)
+    frames = int(position * SAMPLE_RATE)
+    call = (10 ** (noise_dbfs / 20) * rng.standard_normal((frames, 2))).astype(np.float32)
+    for channel, start, voice in pieces:
+        call[start:start + len(voice), channel] += voice
+    return np.clip(call, -1, 1), truth

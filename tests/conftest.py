@@ -109,5 +109,21 @@ def serve_try_and_interrupt(command, cwd=None) -> dict:
         return answer.json()
     finally:
         if serve.poll() is None:
-            serve.kill()
-            serve.wait()
+            kill_with_its_server(serve)
+
+
+def kill_with_its_server(process) -> None:
+    """SIGKILL a `ser-serve serve` process and the TorchServe it started (its own session, so not its group)."""
+    import psutil
+
+    try:
+        members = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        members = []
+    process.kill()
+    process.wait()
+    for member in members:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass

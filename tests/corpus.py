@@ -94,7 +94,13 @@ def bad_cases() -> list[tuple[str, bytes, dict, int, str | None]]:
         ("31 s, over the 30 s limit", _wav(voice(31.0, 8_000), 8_000), {}, 413, "audio_too_long"),
         ("11 MiB, over the 10 MiB limit", _wav(np.zeros((int(11 * MiB / 4), 2), np.float32), 48_000),
          {}, 413, "payload_too_large"),
-        ("13 MiB, over max_request_size", bytes(13 * MiB), {}, 413, "frontend"),
+        # 13 MiB passes the frontend now (its max_request_size is the timeline's 136 MiB): the handler refuses it.
+        ("13 MiB, over the clip's byte limit", bytes(13 * MiB), {}, 413, "payload_too_large"),
+        ("137 MiB, over max_request_size", bytes(137 * MiB), {}, 413, "frontend"),
+        # No voiced frame: an emotion for silence would be made up (README, "No speech").
+        ("silence", _wav(np.zeros(16_000, np.float32), 16_000), {}, 422, "no_speech"),
+        ("whisper-quiet (-90 dBFS, below any microphone's noise)", _wav(voice(1.0) * 1e-4, 16_000, "FLOAT"),
+         {}, 422, "no_speech"),
     ]
     for fmt in ("wav", "flac", "mp3", "m4a", "aiff", "caf"):
         data = encode(clip, 16_000, fmt)
@@ -107,7 +113,6 @@ def bad_cases() -> list[tuple[str, bytes, dict, int, str | None]]:
 
 def good_cases() -> list[tuple[str, bytes]]:
     return [
-        ("silence", _wav(np.zeros(16_000, np.float32), 16_000)),
         ("50 ms", _wav(voice(0.05), 16_000)),
         ("exactly the 30 s limit", _wav(voice(30.0, 8_000), 8_000)),
         ("8-bit PCM", _wav(voice(1.0), 16_000, "PCM_U8")),
@@ -118,7 +123,7 @@ def good_cases() -> list[tuple[str, bytes]]:
         ("8 kHz, the lowest rate", _wav(voice(1.0, 8_000), 8_000)),
         ("8 channels, the most", _wav(voice(1.0, 16_000, 8), 16_000)),
         ("streamed wav of unknown length", _patched(_wav(voice(1.0), 16_000), 40, b"\xff\xff\xff\xff")),
-        ("whisper-quiet", _wav(voice(1.0) * 1e-4, 16_000, "FLOAT")),
+        ("quiet speech at -40 dBFS", _wav(voice(1.0) * 0.03, 16_000, "FLOAT")),
         ("full-scale square wave", _wav(np.sign(np.sin(np.arange(16_000) / 8)).astype(np.float32) * 0.999, 16_000)),
         # What browsers, phones and call centres send:
         ("webm/opus from a browser's MediaRecorder", encode(voice(1.5, 48_000), 48_000, "webm")),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import soundfile
@@ -42,13 +43,29 @@ class DecodedAudio:
     format: str
 
 
-def decode(data: bytes, limits: AudioLimits = AudioLimits(), mix: bool = False) -> DecodedAudio:
-    """Decode encoded audio bytes into float32 samples, enforcing ``limits``.
+@dataclass
+class AudioStream:
+    """An upload opened and checked up to its header; ``blocks`` yields (frames, channels) float32 at ``sample_rate``.
 
-    With ``mix`` the channels are averaged block by block while decoding, so a
-    request never holds more than one mono copy of its audio at the file's own
-    rate (plus one block): the worst case the limits allow, 30 s at 192 kHz,
-    is 23 MB instead of 184 MB for 8 channels. Without it, every channel is kept.
+    ``channels`` is what ``blocks`` yields: 1 when opened with ``mix``.
+    ``frames`` is the header's frame count, None when the container does not
+    state it (ADTS, AMR, some WebM). The blocks generator checks the sample
+    values, the length limit and truncation as it goes and raises the typed
+    errors of :func:`decode`; it holds one block at a time.
+    """
+
+    format: str
+    sample_rate: int
+    channels: int
+    frames: int | None
+    blocks: Iterator[np.ndarray]
+
+
+def open_stream(data: bytes, limits: AudioLimits = AudioLimits(), mix: bool = False) -> AudioStream:
+    """Check ``data`` cheapest first (size, magic bytes, header) and return its block stream.
+
+    With ``mix`` the channels are averaged block by block, so nothing ever
+    holds more than one block of the file's channels.
     """
     if data is None or len(data) == 0:
         raise EmptyInput("The request body is empty; send an audio file.")
@@ -58,15 +75,54 @@ def decode(data: bytes, limits: AudioLimits = AudioLimits(), mix: bool = False) 
         )
     data = data if isinstance(data, bytes) else bytes(data)  # one copy at most (TorchServe hands over a bytearray)
     fmt = sniff_format(data)
-    if fmt in PYAV_DEMUXERS:
-        samples, rate = _decode_with_pyav(data, fmt, limits, mix)
+    opener = _pyav_blocks if fmt in PYAV_DEMUXERS else _soundfile_blocks
+    blocks = _checked(opener(data, fmt, limits, mix), fmt)
+    rate, channels, frames = next(blocks)  # the generators yield their checked header first
+    return AudioStream(fmt, rate, 1 if mix else channels, frames, blocks)
+
+
+def _checked(blocks: Iterator, fmt: str) -> Iterator:
+    """Pass the header through, then every block after refusing NaN and infinite samples."""
+    yield next(blocks)
+    for block in blocks:
+        if not np.isfinite(block).all():
+            raise InvalidAudio(f"The {fmt} file contains NaN or infinite sample values.")
+        yield block
+
+
+def decode(data: bytes, limits: AudioLimits = AudioLimits(), mix: bool = False) -> DecodedAudio:
+    """Decode encoded audio bytes into float32 samples, enforcing ``limits``.
+
+    With ``mix`` the channels are averaged block by block while decoding, so a
+    request never holds more than one mono copy of its audio at the file's own
+    rate (plus one block): the worst case the limits allow, 30 s at 192 kHz,
+    is 23 MB instead of 184 MB for 8 channels. Without it, every channel is kept.
+    """
+    stream = open_stream(data, limits, mix)
+    if stream.frames is not None:
+        # The header's frame count, bounded by the limits just checked, sizes
+        # the buffer: no list of blocks plus a concatenated copy.
+        samples = np.empty((stream.frames, stream.channels), dtype=np.float32)
+        decoded = 0
+        for block in stream.blocks:
+            samples[decoded:decoded + len(block)] = block
+            decoded += len(block)
+        samples = samples[:decoded]
     else:
-        samples, rate = _decode_with_soundfile(data, fmt, limits, mix)
+        chunks = list(stream.blocks)
+        samples = np.concatenate(chunks) if chunks else np.zeros((0, stream.channels), np.float32)
     if samples.shape[0] == 0:
-        raise InvalidAudio(f"The {fmt} file contains no audio samples.")
-    if not np.isfinite(samples).all():
-        raise InvalidAudio(f"The {fmt} file contains NaN or infinite sample values.")
-    return DecodedAudio(samples=samples, sample_rate=rate, format=fmt)
+        raise InvalidAudio(f"The {stream.format} file contains no audio samples.")
+    return DecodedAudio(samples=samples, sample_rate=stream.sample_rate, format=stream.format)
+
+
+def array_stream(samples: np.ndarray, sample_rate: int | None, limits: AudioLimits = AudioLimits(),
+                 mix: bool = False) -> AudioStream:
+    """An in-memory array (checked as :func:`from_array` does) as an :class:`AudioStream`."""
+    checked = from_array(samples, sample_rate, limits)
+    array = checked.samples.mean(axis=1, keepdims=True) if mix else checked.samples
+    blocks = (array[i:i + BLOCK_FRAMES] for i in range(0, len(array), BLOCK_FRAMES))
+    return AudioStream("array", checked.sample_rate, array.shape[1], len(array), blocks)
 
 
 def from_array(samples, sample_rate: int | None, limits: AudioLimits = AudioLimits()) -> DecodedAudio:
@@ -165,29 +221,29 @@ def _check_not_truncated(data: bytes, fmt: str, declared_frames: int, decoded_fr
 BLOCK_FRAMES = 65_536
 
 
-def _decode_with_soundfile(data: bytes, fmt: str, limits: AudioLimits, mix: bool) -> tuple[np.ndarray, int]:
+def _soundfile_blocks(data: bytes, fmt: str, limits: AudioLimits, mix: bool) -> Iterator:
     try:
         with soundfile.SoundFile(io.BytesIO(data)) as sound:
             rate, channels, frames = sound.samplerate, sound.channels, sound.frames
             _check_header(fmt, rate, channels, frames / rate if rate else None, limits)
             # soundfile never reads past the header's frame count, which
-            # _check_header has just bounded: the header is the memory bound.
-            samples = np.empty((max(frames, 0), 1 if mix else channels), dtype=np.float32)
+            # _check_header has just bounded: the header is the length bound.
+            frames = max(frames, 0)
+            yield rate, channels, frames
             decoded = 0
             # read(), not blocks(): blocks() pads a short (truncated) file up to the header's length.
-            while decoded < len(samples):
-                block = sound.read(min(BLOCK_FRAMES, len(samples) - decoded), dtype="float32", always_2d=True)
+            while decoded < frames:
+                block = sound.read(min(BLOCK_FRAMES, frames - decoded), dtype="float32", always_2d=True)
                 if len(block) == 0:
                     break
-                samples[decoded:decoded + len(block)] = block.mean(axis=1, keepdims=True) if mix else block
                 decoded += len(block)
+                yield block.mean(axis=1, keepdims=True) if mix else block
     except (soundfile.LibsndfileError, RuntimeError, EOFError, ValueError) as exc:
         raise UndecodableAudio(f"The {fmt} file could not be decoded: {_first_line(exc)}.") from exc
     _check_not_truncated(data, fmt, frames, decoded, channels)
-    return samples[:decoded], rate
 
 
-def _decode_with_pyav(data: bytes, fmt: str, limits: AudioLimits, mix: bool) -> tuple[np.ndarray, int]:
+def _pyav_blocks(data: bytes, fmt: str, limits: AudioLimits, mix: bool) -> Iterator:
     import av  # imported lazily: only the FFmpeg-only containers need it
 
     try:
@@ -199,23 +255,21 @@ def _decode_with_pyav(data: bytes, fmt: str, limits: AudioLimits, mix: bool) -> 
             rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
             seconds = float(stream.duration * stream.time_base) if stream.duration else None
             _check_header(fmt, rate, channels, seconds, limits)
+            yield rate, max(channels, 1), None  # a container's duration is not an exact frame count
             max_frames = int(limits.max_seconds * rate)
             # Convert every decoded frame to planar float32 at its own rate and
             # layout, so all sample formats the decoder may emit look alike.
             to_float = av.AudioResampler(format="fltp")
-            chunks, total = [], 0
+            total = 0
             for frame in container.decode(stream):
                 for converted in to_float.resample(frame):
                     chunk = converted.to_ndarray()
-                    chunks.append(chunk.mean(axis=0, keepdims=True) if mix else chunk)
                     total += chunk.shape[1]
-                if total > max_frames:  # containers without a duration (ADTS, AMR) stop here
-                    raise AudioTooLong(f"The {fmt} file is longer than the {limits.max_seconds:g} s limit.")
+                    if total > max_frames:  # containers without a duration (ADTS, AMR) stop here
+                        raise AudioTooLong(f"The {fmt} file is longer than the {limits.max_seconds:g} s limit.")
+                    yield np.ascontiguousarray((chunk.mean(axis=0, keepdims=True) if mix else chunk).T, dtype=np.float32)
     except (av.FFmpegError, UnicodeDecodeError) as exc:  # PyAV decodes container metadata as UTF-8 on open
         raise UndecodableAudio(f"The {fmt} file could not be decoded: {_first_line(exc)}.") from exc
-    if not chunks:
-        return np.zeros((0, 1 if mix else max(channels, 1)), dtype=np.float32), rate
-    return np.ascontiguousarray(np.concatenate(chunks, axis=1).T, dtype=np.float32), rate
 
 
 def _first_line(exc: BaseException) -> str:

@@ -66,19 +66,23 @@ class GrpcClient:
 
         self.pb2, pb2_grpc = load_stubs()
         self.channel = grpc.insecure_channel(
-            target, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
+            # Above the server's max_request_size (136 MiB): an hour-long recording fits.
+            target, options=[("grpc.max_send_message_length", 160 << 20), ("grpc.max_receive_message_length", 64 << 20)]
         )
         self.stub = pb2_grpc.InferenceAPIsServiceStub(self.channel)
         self.metadata = [("authorization", f"Bearer {token}")] if token else []
         self.timeout = timeout
 
-    def predict(self, model: str, data: bytes) -> dict:
+    def predict(self, model: str, data: bytes, **options: str) -> dict:
         """The handler's JSON answer for ``data``: the response schema, or ``{"error": ...}``.
 
-        TorchServe's gRPC API has no per-request status for a handler's 4xx
-        answer; the JSON body carries it, as over REST.
+        ``options`` travel as further inputs next to ``data``, e.g.
+        ``channels="separate"`` for ``ser-timeline``. TorchServe's gRPC API
+        has no per-request status for a handler's 4xx answer; the JSON body
+        carries it, as over REST.
         """
-        request = self.pb2.PredictionsRequest(model_name=model, input={"data": data})
+        inputs = {"data": data, **{name: value.encode() for name, value in options.items()}}
+        request = self.pb2.PredictionsRequest(model_name=model, input=inputs)
         response = self.stub.Predictions(request, metadata=self.metadata, timeout=self.timeout)
         return json.loads(response.prediction)
 

@@ -7,6 +7,7 @@ TorchServe and, later, Triton can stand behind the same front.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import re
 import time
@@ -18,7 +19,9 @@ from typing import Callable
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 logger = logging.getLogger("ser_serve.gateway")
 
@@ -28,6 +31,15 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Content types that mean "not an audio file": curl --data-binary defaults to
 # the first, and TorchServe's frontend answers it with a Java exception.
 FORM_OR_TEXT = ("application/x-www-form-urlencoded", "text/", "application/json")
+# Models that take long recordings: a larger body limit (the engine's
+# max_request_size) and a longer wait for the answer than single clips.
+LONG_RECORDING_MODELS = {"ser-timeline"}
+LONG_BODY_BYTES = 136 * 1024 * 1024
+LONG_TIMEOUT_S = 3600.0
+# The timeline's channel mode, passed to the engine as this header whether the
+# client sent it as a header or as a form field of the same name.
+CHANNELS_HEADER = "X-Channels"
+CHANNELS_FIELD = "channels"
 SEND_AUDIO = ("Send the audio file itself as the body with a binary content type (curl -T clip.wav, or "
               "curl --data-binary @clip.wav -H 'Content-Type: application/octet-stream'), or one multipart "
               "form field (curl -F file=@clip.wav).")
@@ -35,13 +47,26 @@ SEND_AUDIO = ("Send the audio file itself as the body with a binary content type
 
 @dataclass
 class Engine:
-    """How the gateway reaches the model server behind it."""
+    """How the gateway reaches the model server behind it (over HTTP), or the model in-process."""
 
-    predictions_url: str                    # base URL; /predictions/{model} is appended
+    predictions_url: str | None             # base URL; /predictions/{model} is appended (None: in-process)
     metrics_url: str | None                 # Prometheus text endpoint, passed through as /metrics
     alive: Callable[[], bool]               # the engine's processes are running
     ready: Callable[[], bool]               # a worker is loaded and answers
-    upstream_headers: Callable[[], dict] = field(default=lambda: {})  # e.g. the engine's own token
+    # The engine's own token, sent for clients the gateway has already let in
+    # (the page and /predict never see it).
+    engine_auth: Callable[[], dict] = field(default=lambda: {})
+    local: Callable[[bytes], dict] | None = None  # in-process prediction (the card's small deployments)
+    local_timeline: Callable[[bytes, str], dict] | None = None  # in-process timeline: (audio, channel mode)
+    card_model: str = "ser"                 # the model POST /predict answers with
+    timeline_model: str = "ser-timeline"    # the model POST /timeline answers with
+
+
+def in_process_engine(classifier) -> Engine:
+    """An Engine that runs ``classifier`` (an EmotionClassifier) in the gateway's own process."""
+    return Engine(predictions_url=None, metrics_url=None, alive=lambda: True, ready=lambda: True,
+                  local=classifier.predict,
+                  local_timeline=lambda body, channels: classifier.timeline(body, channels=channels))
 
 
 @dataclass
@@ -50,7 +75,7 @@ class Auth:
 
     token_file: Path | None = None          # the token the gateway requires (e.g. a mounted Kubernetes Secret)
     pass_through: bool = False              # forward the client's Authorization header to the engine instead
-    _cached: tuple[float, str] | None = None
+    _cached: tuple[float, str] | None = field(default=None, init=False, repr=False)
 
     def token(self) -> str | None:
         """The current token, re-read when the file changes (Secrets are rotated in place)."""
@@ -82,16 +107,20 @@ def error(status: int, code: str, message: str, request_id: str, headers: dict |
                         headers={"X-Request-ID": request_id, **(headers or {})})
 
 
-def engine_error(status: int, body: bytes, request_id: str) -> JSONResponse | None:
-    """The engine frontend's own error bodies (not the handler's) mapped to the project's schema, or None."""
-    import json
+def engine_error(status: int, body: bytes, request_id: str) -> JSONResponse:
+    """An engine's error answer in the project's schema with the request id.
 
+    The handler's own errors already have the schema and keep their code and
+    message; the engine frontend's (full queue, bad token, unknown model,
+    oversize body) are mapped to it.
+    """
     try:
         payload = json.loads(body)
     except ValueError:
         payload = None
-    if isinstance(payload, dict) and "error" in payload:
-        return None  # already the handler's schema
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        payload["error"]["request_id"] = request_id
+        return JSONResponse(payload, status_code=status, headers={"X-Request-ID": request_id})
     kind = payload.get("type", "") if isinstance(payload, dict) else ""
     if status == 400 and "InvalidKey" in kind:
         return error(401, "unauthorized", "The bearer token is missing or wrong.", request_id,
@@ -107,17 +136,70 @@ def engine_error(status: int, body: bytes, request_id: str) -> JSONResponse | No
                  "The model server failed to answer this request; see the server log.", request_id)
 
 
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class PredictResponse(BaseModel):
+    """The model card's answer: every label, highest score first, and the top one."""
+
+    results: list[LabelScore]
+    dominant: LabelScore
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+AUDIO_BODY = {"schema": {"type": "string", "format": "binary"}}
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "application/octet-stream": AUDIO_BODY, "audio/*": AUDIO_BODY}}}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 413, 415, 422, 429, 500, 503)}
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+class ClientLimiter:
+    """At most ``limit`` requests in flight per client address: one client cannot take every worker slot."""
+
+    def __init__(self, limit: int):
+        self.limit, self.in_flight = limit, {}
+
+    def enter(self, client: str) -> bool:
+        if self.in_flight.get(client, 0) >= self.limit:
+            return False
+        self.in_flight[client] = self.in_flight.get(client, 0) + 1
+        return True
+
+    def leave(self, client: str) -> None:
+        self.in_flight[client] -= 1
+        if not self.in_flight[client]:
+            del self.in_flight[client]
+
+
 def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: int = 12 * 1024 * 1024,
-               timeout_s: float = 120.0) -> FastAPI:
+               timeout_s: float = 120.0, max_in_flight_per_client: int = 8) -> FastAPI:
     """The gateway app; ``max_body_bytes`` matches the engine's own request limit."""
     client = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_connections=64))
+    limiter = ClientLimiter(max_in_flight_per_client)
 
     @asynccontextmanager
     async def lifespan(_app):
         yield
         await client.aclose()
 
-    app = FastAPI(title="ser-serve gateway", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(title="ser-serve gateway", version="0.2.0", lifespan=lifespan,
+                  description="Speech emotion recognition: the model card's POST /predict, TorchServe's "
+                              "/predictions/{model}, probes and a page to try it (GET /).")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.middleware("http")
     async def request_id_and_log(request: Request, call_next):
@@ -154,39 +236,97 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
         return Response(answer.content, status_code=answer.status_code,
                         media_type=answer.headers.get("content-type", "text/plain"))
 
-    @app.api_route("/predictions/{model}", methods=["PUT", "POST"])
-    async def predictions(model: str, request: Request):
+    async def classify(request: Request, model: str, accept_any_body: bool) -> Response:
+        """Auth, per-client limit, body checks, then the engine; every failure in the error schema."""
         request_id = request.state.request_id
-        if not auth.allows(request.headers.get("authorization")):
+        offered = request.headers.get("authorization")
+        if not auth.allows(offered):
             return error(401, "unauthorized", "The bearer token is missing or wrong.", request_id,
                          {"WWW-Authenticate": "Bearer"})
         content_type = request.headers.get("content-type", "").lower()
-        if content_type.startswith(FORM_OR_TEXT):
+        if content_type.startswith(FORM_OR_TEXT) and not accept_any_body:
             return error(415, "unsupported_media_type",
                          f"The body was sent as {content_type.split(';')[0]}, not as audio. {SEND_AUDIO}", request_id)
-        body = await read_bounded(request, max_body_bytes)
-        if body is None:
-            return error(413, "payload_too_large", f"The upload is larger than {max_body_bytes:,} bytes.", request_id)
-        if content_type.startswith("multipart/form-data"):
-            files = await multipart_files(request, body)
-            if len(files) != 1:
-                return error(400, "one_file_per_request",
-                             f"The form carries {len(files)} files; send exactly one per request. {SEND_AUDIO}", request_id)
-            body = files[0]
-        headers = {"Content-Type": "application/octet-stream", "X-Request-ID": request_id, **engine.upstream_headers()}
-        if auth.pass_through and request.headers.get("authorization"):
-            headers["Authorization"] = request.headers["authorization"]
+        who = request.client.host if request.client else "unknown"
+        if not limiter.enter(who):
+            return error(429, "too_many_requests", f"This client already has {limiter.limit} requests in flight; "
+                         "wait for an answer before sending more.", request_id, {"Retry-After": "1"})
         try:
-            answer = await client.put(f"{engine.predictions_url}/predictions/{model}", content=body, headers=headers)
-        except httpx.TransportError:
-            return error(503, "unavailable", "The model server is not reachable; retry later.", request_id,
-                         {"Retry-After": "1"})
-        if answer.status_code >= 400:
-            mapped = engine_error(answer.status_code, answer.content, request_id)
-            if mapped is not None:
-                return mapped
-        return Response(answer.content, status_code=answer.status_code,
-                        media_type=answer.headers.get("content-type", "application/json"))
+            long_recording = model in LONG_RECORDING_MODELS
+            limit = max(max_body_bytes, LONG_BODY_BYTES) if long_recording else max_body_bytes
+            body = await read_bounded(request, limit)
+            if body is None:
+                return error(413, "payload_too_large", f"The upload is larger than {limit:,} bytes.", request_id)
+            channels = request.headers.get(CHANNELS_HEADER)
+            if content_type.startswith("multipart/form-data"):
+                files, fields = await multipart_parts(request, body)
+                if len(files) != 1:
+                    return error(400, "one_file_per_request",
+                                 f"The form carries {len(files)} files; send exactly one per request. {SEND_AUDIO}",
+                                 request_id)
+                body = files[0]
+                channels = fields.get(CHANNELS_FIELD, channels)
+            if engine.local is not None:
+                if long_recording:
+                    return await classify_in_process(lambda: engine.local_timeline(body, channels or "mix"), request_id)
+                return await classify_in_process(lambda: engine.local(body), request_id)
+            headers = {"Content-Type": "application/octet-stream", "X-Request-ID": request_id}
+            if channels is not None:
+                headers[CHANNELS_HEADER] = channels
+            if auth.pass_through and not accept_any_body:
+                if offered:  # TorchServe's own API: TorchServe checks its own token
+                    headers["Authorization"] = offered
+            else:  # the gateway has let the client in (its token, or the card's open /predict on a laptop)
+                headers.update(engine.engine_auth())
+            try:
+                answer = await client.put(f"{engine.predictions_url}/predictions/{model}", content=body, headers=headers,
+                                          timeout=max(timeout_s, LONG_TIMEOUT_S) if long_recording else timeout_s)
+            except httpx.TransportError:
+                return error(503, "unavailable", "The model server is not reachable; retry later.", request_id,
+                             {"Retry-After": "1"})
+            if answer.status_code >= 400:
+                return engine_error(answer.status_code, answer.content, request_id)
+            return Response(answer.content, status_code=answer.status_code,
+                            media_type=answer.headers.get("content-type", "application/json"))
+        finally:
+            limiter.leave(who)
+
+    async def classify_in_process(work: Callable[[], dict], request_id: str) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        from ser_serve.errors import error_response
+
+        try:
+            return JSONResponse(await run_in_threadpool(work))
+        except Exception as exc:  # the same error table as the served handler
+            status, _, payload = error_response(exc)
+            if status >= 500:
+                logger.error("prediction failed", extra={"request_id": request_id}, exc_info=exc)
+            payload["error"]["request_id"] = request_id
+            return JSONResponse(payload, status_code=status, headers={"X-Request-ID": request_id})
+
+    @app.api_route("/predictions/{model}", methods=["PUT", "POST"], include_in_schema=False)
+    async def predictions(model: str, request: Request):
+        """TorchServe's inference API: a raw audio body or one multipart file; form and text bodies are refused."""
+        return await classify(request, model, accept_any_body=False)
+
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=PREDICT_BODY,
+              summary="Classify one recording (the model card's API)")
+    async def predict(request: Request):
+        """A multipart form with one file (any field name; the card's clients send `file`) or the audio as the
+        raw body, whatever content type the client put on it (`curl --data-binary @clip.wav` works)."""
+        return await classify(request, engine.card_model, accept_any_body=True)
+
+    @app.post("/timeline", responses=ERRORS, openapi_extra=PREDICT_BODY,
+              summary="An emotion timeline of a long recording (one lane per channel with `X-Channels: separate`)")
+    async def timeline(request: Request):
+        """Like /predict, for recordings up to hours: `{"duration", "channels", "segments": [...], "summary"}`.
+        The channel mode comes from the `X-Channels` header or a `channels` form field (`mix` or `separate`)."""
+        return await classify(request, engine.timeline_model, accept_any_body=True)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC_DIR / "index.html")
 
     return app
 
@@ -205,8 +345,8 @@ async def read_bounded(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def multipart_files(request: Request, body: bytes) -> list[bytes]:
-    """The file parts of a multipart body (python-multipart, through Starlette's form parser)."""
+async def multipart_parts(request: Request, body: bytes) -> tuple[list[bytes], dict[str, str]]:
+    """The file parts and the text fields of a multipart body (python-multipart, through Starlette's form parser)."""
     from starlette.datastructures import UploadFile
     from starlette.requests import Request as StarletteRequest
 
@@ -214,4 +354,6 @@ async def multipart_files(request: Request, body: bytes) -> list[bytes]:
         return {"type": "http.request", "body": body, "more_body": False}
 
     form = await StarletteRequest(request.scope, replay).form()
-    return [await value.read() for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    files = [await value.read() for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    fields = {key: value for key, value in form.multi_items() if isinstance(value, str)}
+    return files, fields

@@ -89,13 +89,25 @@ def test_archive_refuses_an_unknown_precision_and_writes_nothing(tiny_checkpoint
     assert not (tmp_path / "store" / "ser.mar").exists()
 
 
+def test_timeline_archive_shares_the_checkpoint_and_settings_with_its_own_entry_and_batching(tiny_checkpoint, tmp_path):
+    clips = build_archive(tiny_checkpoint, tmp_path / "store", "ser")
+    timeline = build_archive(tiny_checkpoint, tmp_path / "store", "ser-timeline", timeline=True)
+    with zipfile.ZipFile(clips) as a, zipfile.ZipFile(timeline) as b:
+        assert a.read("checkpoint/model.safetensors") == b.read("checkpoint/model.safetensors")
+        clip_config, timeline_config = (yaml.safe_load(z.read("model-config.yaml")) for z in (a, b))
+        entry = b.read("ser_handler.py").decode()
+    assert timeline_config["ser"] == clip_config["ser"] and "timeline" in timeline_config["ser"]
+    assert timeline_config["batchSize"] == 1 and timeline_config["responseTimeout"] > clip_config["responseTimeout"]
+    assert "handle_timeline as handle" in entry
+
+
 def test_archive_carries_the_runtime_core_the_adapter_and_the_checkpoint_and_nothing_else(tiny_checkpoint, tmp_path):
     mar = build_archive(tiny_checkpoint, tmp_path / "store", "ser")
     with zipfile.ZipFile(mar) as archive:
         names = sorted(name for name in archive.namelist() if not name.endswith("/"))
     code = [name for name in names if name.endswith(".py")]
     runtime_core = {"ser_serve/__init__.py", "ser_serve/errors.py", "ser_serve/settings.py", "ser_serve/batching.py",
-                    "ser_serve/response.py", "ser_serve/classifier.py"}
+                    "ser_serve/response.py", "ser_serve/classifier.py", "ser_serve/vad.py", "ser_serve/timeline.py"}
     adapter = {"ser_serve/engines/__init__.py", "ser_serve/engines/torchserve/__init__.py",
                "ser_serve/engines/torchserve/handler.py", "ser_serve/engines/torchserve/metrics.py"}
     packages = ("ser_serve/audio/", "ser_serve/model/")

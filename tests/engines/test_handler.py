@@ -83,12 +83,32 @@ def test_inference_failure_answers_every_valid_item_with_json_error(handler, mar
     def broken(features):
         raise RuntimeError("simulated kernel failure")
 
-    monkeypatch.setattr(handler.classifier, "predict_features", broken)
+    monkeypatch.setattr(handler.classifier.model, "predict_proba", broken)
     context = make_context(mar_dir)
     set_batch(context, 2)
     responses = handler.handle([{"data": encode(voice(0.5), 16_000, "wav")}, {"data": b"junk"}], context)
     assert [context.get_response_status(i)[0] for i in range(2)] == [500, 415]
     assert json.loads(responses[0])["error"]["code"] == "internal_error"
+
+
+def test_a_request_with_non_finite_scores_gets_its_own_500_and_its_neighbour_its_answer(handler, mar_dir, monkeypatch):
+    import numpy as np
+
+    labels = len(handler.classifier.labels)
+
+    def half_broken(features):
+        rows = np.full((len(features), labels), 1.0 / labels, dtype=np.float32)
+        rows[0, 0] = np.nan
+        return rows
+
+    monkeypatch.setattr(handler.classifier.model, "predict_proba", half_broken)
+    context = make_context(mar_dir)
+    set_batch(context, 2)
+    clip = encode(voice(0.5), 16_000, "wav")
+    responses = handler.handle([{"data": clip}, {"data": clip}], context)
+    assert [context.get_response_status(i)[0] for i in range(2)] == [500, 200]
+    assert json.loads(responses[0])["error"]["code"] == "non_finite_scores"
+    assert "NaN" not in responses[0] and json.loads(responses[1])["dominant"]["score"] > 0
 
 
 def test_unknown_limit_in_model_config_fails_initialisation(mar_dir):
@@ -221,3 +241,28 @@ def test_model_description_shows_auto_s_choice_and_figures(mar_dir, monkeypatch)
     assert described["requested"] == "auto" and described["profile"] == "bfloat16"
     assert described["speedup_vs_float32"] == {"bfloat16": 2.5, "int8": 2.0}
     assert described["guard"]["int8"]["passed"] and described["guard"]["bfloat16"]["agreement"] == 1.0
+
+
+def test_timeline_service_takes_the_channel_mode_from_a_header_or_a_field_and_errors_per_request(mar_dir):
+    import numpy as np
+
+    service = ser_handler.SERHandler(timeline=True)
+    service.initialize(make_context(mar_dir, batch_size=1))
+    call = np.zeros((16_000 * 6, 2), np.float32)
+    call[16_000:48_000, 0] = voice(2.0, seed=1)
+    call[64_000:80_000, 1] = voice(1.0, seed=2)
+    data = encode(call, 16_000, "flac")
+    requests = [{"data": data}, {"data": data}, {"file": data, "channels": bytearray(b"separate")}, {"data": data},
+                {"data": b"not audio"}]
+    headers = [{}, {"X-Channels": "separate"}, {}, {"x-channels": "both"}, {}]
+    context = make_context(mar_dir, batch_size=len(requests))
+    context.request_processor = [RequestProcessor(h) for h in headers]
+    bodies = [json.loads(r) for r in service.handle(requests, context)]
+    statuses = [context.get_response_status(i)[0] for i in range(len(requests))]
+    assert statuses == [200, 200, 200, 400, 415]
+    assert [b["channels"] for b in bodies[:3]] == [1, 2, 2]
+    assert bodies[1] == bodies[2]  # header or form field: the same answer
+    assert bodies[3]["error"]["code"] == "invalid_parameter"
+    # The mix lane has both turns; each separate lane only its own speaker's.
+    assert {s["channel"] for s in bodies[1]["segments"]} == {0, 1}
+    assert bodies[0]["summary"]["speech_seconds"] == pytest.approx(3.0, abs=0.3)

@@ -96,7 +96,8 @@ def test_registering_a_model_from_a_url_is_refused(server):
                            headers=server.auth_headers("management"), timeout=10)
     assert answer.status_code >= 400
     assert requests.get(f"{server.management_url}/models", headers=server.auth_headers("management"),
-                        timeout=10).json()["models"] == [{"modelName": "ser", "modelUrl": "ser.mar"}]
+                        timeout=10).json()["models"] == [{"modelName": "ser", "modelUrl": "ser.mar"},
+                                                         {"modelName": "ser-timeline", "modelUrl": "ser-timeline.mar"}]
 
 
 def test_every_listening_port_is_on_loopback(server):

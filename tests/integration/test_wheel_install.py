@@ -40,6 +40,7 @@ def test_wheel_carries_the_package_defaults_and_no_tests(installed):
     names = zipfile.ZipFile(wheel).namelist()
     assert "ser_serve/engines/torchserve/defaults/model-config.yaml" in names
     assert "ser_serve/engines/torchserve/defaults/config.properties" in names
+    assert {"ser_serve/gateway/static/index.html", "ser_serve/gateway/static/page.js"} <= set(names)
     assert "ser_tools/locustfile.py" in names and "ser_tools/baselines/reference_handler.py" in names
     assert not [name for name in names if name.startswith("tests/")]
 

@@ -43,3 +43,13 @@ def test_multi_label_scores_need_not_sum_to_one_but_must_be_sorted_and_bounded()
     assert schema_problems(body, list(LABELS.values())) == ["scores sum to 1.750000, not 1"]
     unsorted = {"results": body["results"][::-1], "dominant": body["results"][-1]}
     assert "results are not sorted by score, highest first" in schema_problems(unsorted, multi_label=True)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_scores_become_a_typed_500_not_invalid_json(bad):
+    from ser_serve.errors import NonFiniteScores
+
+    with pytest.raises(NonFiniteScores) as caught:
+        to_response([0.5, bad], {0: "happy", 1: "sad"})
+    status, _, body = error_response(caught.value)
+    assert status == 500 and body["error"]["code"] == "non_finite_scores"

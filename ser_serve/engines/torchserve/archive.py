@@ -23,7 +23,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the ser_serve package
 DEFAULT_MODEL_CONFIG = Path(__file__).resolve().parent / "defaults" / "model-config.yaml"
 # What a worker imports, relative to PACKAGE_DIR: the runtime core and this adapter.
 RUNTIME_FILES = (
-    "__init__.py", "errors.py", "settings.py", "batching.py", "response.py", "classifier.py", "audio", "model",
+    "__init__.py", "errors.py", "settings.py", "batching.py", "response.py", "classifier.py", "vad.py", "timeline.py",
+    "audio", "model",
     "engines/__init__.py", "engines/torchserve/__init__.py", "engines/torchserve/handler.py",
     "engines/torchserve/metrics.py",
 )
@@ -33,8 +34,29 @@ ENTRY_SOURCE = '''"""TorchServe entry point of this archive; the handler is ser_
 
 from ser_serve.engines.torchserve.handler import handle  # noqa: F401
 '''
+# The timeline archive's entry: the same handler module, its long-recording service.
+TIMELINE_ENTRY_SOURCE = '''"""TorchServe entry point of this timeline archive; the handler is ser_serve.engines.torchserve.handler."""
+
+from ser_serve.engines.torchserve.handler import handle_timeline as handle  # noqa: F401
+'''
+TIMELINE_MODEL = "ser-timeline"
+# Top-level model-config.yaml keys the timeline archive sets over the clip
+# model's; its `ser:` section (limits, vad, timeline) is the same file's.
+TIMELINE_OVERRIDES = {
+    # One recording per handler call: the timeline batches its own windows, and
+    # TorchServe batching several hour-long uploads would only queue them in one worker.
+    "batchSize": 1,
+    "maxBatchDelay": 1,
+    # An hour of stereo speech is 7,200 s of audio per lane pair; at the base
+    # model's 12.8 audio-s/s on 2 cores that is about 10 minutes: allow 2 h of stereo.
+    "responseTimeout": 3600,
+    # The frontend holds each queued upload (up to max_request_size, 136 MiB)
+    # in its 2 GiB heap: 4 waiting recordings stay far below it; more get a quick 503.
+    "jobQueueSize": 4,
+}
 # What the handler imports at run time besides torch, which the server owns.
-RUNTIME_PACKAGES = ("transformers", "safetensors", "numpy", "soundfile", "soxr", "av", "pydantic", "pyyaml", "torchao")
+RUNTIME_PACKAGES = ("transformers", "safetensors", "numpy", "soundfile", "soxr", "av", "pydantic", "pyyaml",
+                    "torchao", "webrtcvad-wheels")
 
 
 def runtime_requirements() -> str:
@@ -83,6 +105,7 @@ def build_archive(
     version: str = "1.0",
     handler: str | Path | None = None,
     precision: str | None = None,
+    timeline: bool = False,
 ) -> Path:
     """Validate ``checkpoint_dir`` and ``model_config``, write ``<export_dir>/<model_name>.mar``; return its path.
 
@@ -91,21 +114,24 @@ def build_archive(
     layer never becomes an archive.
 
     ``handler`` replaces the archive's entry module with another handler file
-    (the benchmark packs its baselines this way). An invalid checkpoint or
-    settings file raises before anything is written. ``precision`` replaces
-    ``ser.precision.profile`` of ``model_config`` in the archive.
+    (the benchmark packs its baselines this way). ``precision`` replaces
+    ``ser.precision.profile`` of ``model_config`` in the archive. ``timeline``
+    builds the long-recording model instead (``ser-timeline``): same checkpoint
+    and runtime, the timeline entry point and :data:`TIMELINE_OVERRIDES`. An
+    invalid checkpoint or settings file raises before anything is written.
     """
     from model_archiver.model_packaging import ModelArchiverConfig, package_model
     from model_archiver.model_packaging_utils import ModelExportUtils
 
     checkpoint_dir = Path(checkpoint_dir)
     validate_checkpoint(checkpoint_dir)
-    config = load_model_config(model_config)
+    config_values = load_model_config(model_config)
     export_dir = Path(export_dir)
     export_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ser-mar-") as tmp:
         if precision is not None:
-            model_config = with_precision(config, precision, Path(tmp) / "model-config.yaml")
+            model_config = with_precision(config_values, precision, Path(tmp) / "model-config.yaml")
+            config_values = yaml.safe_load(model_config.read_text())
         staging = Path(tmp) / "extra"
         copy_runtime(staging)
         checkpoint_out = staging / "checkpoint"
@@ -115,7 +141,10 @@ def build_archive(
             shutil.copy2(source, checkpoint_out / source.name)
         if handler is None:
             handler = Path(tmp) / ENTRY_MODULE
-            handler.write_text(ENTRY_SOURCE)
+            handler.write_text(TIMELINE_ENTRY_SOURCE if timeline else ENTRY_SOURCE)
+        if timeline:
+            model_config = Path(tmp) / "model-config.yaml"
+            model_config.write_text(yaml.safe_dump({**config_values, **TIMELINE_OVERRIDES}, sort_keys=False))
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(runtime_requirements())
         config = ModelArchiverConfig(

@@ -1,5 +1,9 @@
 """TorchServe adapter: read the request, call the runtime core, map errors.
 
+Two models of one store use it: ``ser`` (single clips, batched) and
+``ser-timeline`` (long recordings, one per handler call: the timeline batches
+its own windows), the latter through ``handle_timeline``.
+
 Each request of a TorchServe batch is decoded and validated on its own; an
 invalid one gets its own status and JSON error body (through
 ``context.set_response_status(code, phrase, idx)``) while the valid ones are
@@ -23,6 +27,7 @@ from ser_serve.errors import UnsupportedMediaType, error_response
 from ser_serve.model import precision
 from ser_serve.model.calibration import calibration_clips, operator_clips
 from ser_serve.settings import settings_from_model_yaml
+from ser_serve.timeline import channel_mode
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +36,12 @@ JSON = "application/json"
 # Keys under which TorchServe hands over a body: "data"/"body" for a raw body,
 # the form field name for multipart uploads ("file" by convention).
 BODY_KEYS = ("data", "body", "file", "audio")
+# The timeline's channel mode: a request header (REST) or an input/form field
+# of that name (multipart forms, gRPC's input map); default "mix".
+CHANNELS_HEADER = "x-channels"
+CHANNELS_FIELD = "channels"
+# What "a clip's answer does not depend on its neighbours" means in float32 (measured: 1e-7).
+EXACT_TOLERANCE = 1e-5
 
 
 def request_payload(request: dict) -> bytes | bytearray:
@@ -53,7 +64,8 @@ def request_payload(request: dict) -> bytes | bytearray:
 class SERHandler:
     """Speech emotion recognition handler for TorchServe."""
 
-    def __init__(self):
+    def __init__(self, timeline: bool = False):
+        self.timeline = timeline
         self.classifier: EmotionClassifier | None = None
         self.metrics: HandlerMetrics | None = None
         self.initialized = False
@@ -70,7 +82,8 @@ class SERHandler:
         if not on_gpu and settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         self.classifier = EmotionClassifier.from_pretrained(
-            os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=settings.limits, budget=budget
+            os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=settings.limits, budget=budget,
+            vad=settings.vad, timeline=settings.timeline,
         )
         self.metrics = HandlerMetrics(context)
         self._choose_precision(settings, model_dir)
@@ -81,9 +94,9 @@ class SERHandler:
             logger.info("fp16 max probability difference %.2e (tolerance %.0e): running in %s",
                         difference, tolerance, self.classifier.model.dtype)
         logger.info(
-            "ser handler ready: labels=%s device=%s dtype=%s precision=%s threads=%d settings=%s",
-            self.classifier.labels, device, self.classifier.model.dtype, self.classifier.model.profile,
-            torch.get_num_threads(), settings,
+            "ser handler ready (%s): labels=%s device=%s dtype=%s precision=%s threads=%d settings=%s",
+            "timeline" if self.timeline else "clips", self.classifier.labels, device, self.classifier.model.dtype,
+            self.classifier.model.profile, torch.get_num_threads(), settings,
         )
         self.initialized = True
 
@@ -134,6 +147,8 @@ class SERHandler:
             model.budget = model.budget.model_copy(update={"max_padding_ratio": 1.0})
 
     def handle(self, data: list[dict], context) -> list[str]:
+        if self.timeline:
+            return self.handle_timelines(data, context)
         responses: list[str | None] = [None] * len(data)
         prepared, prepared_indices = [], []
         self.metrics.record_batch(len(data))
@@ -149,7 +164,7 @@ class SERHandler:
             prepared_indices.append(idx)
         if prepared:
             try:
-                results = self.classifier.predict_features(prepared)
+                results = self.classifier.answer_each(prepared)
             except Exception as exc:
                 logger.exception("inference failed for a batch of %d", len(prepared))
                 results = [exc] * len(prepared)
@@ -161,6 +176,23 @@ class SERHandler:
                     responses[idx] = json.dumps(result)
         logger.info("batch of %d: %d valid; padded forward passes so far: %d",
                     len(data), len(prepared), self.classifier.model.padded_passes)
+        return responses
+
+    def handle_timelines(self, data: list[dict], context) -> list[str]:
+        """One timeline per request; a long recording is analysed in windows batched by the core."""
+        responses = []
+        for idx, request in enumerate(data):
+            started = time.perf_counter()
+            try:
+                mode = channel_mode(request.get(CHANNELS_FIELD) or _header(context, idx, CHANNELS_HEADER))
+                answer = self.classifier.timeline(request_payload(request), mode, request=_request_id(context, idx))
+            except Exception as exc:  # one bad upload must not fail its neighbours
+                responses.append(self._error(context, idx, exc))
+                continue
+            # Decoding and analysis are one streamed pass for a timeline: the time covers both.
+            self.metrics.record_decoded((time.perf_counter() - started) * 1000, answer["duration"])
+            context.set_response_content_type(idx, JSON)
+            responses.append(json.dumps(answer))
         return responses
 
     def _error(self, context, idx: int, exc: Exception) -> str:
@@ -188,6 +220,15 @@ def _installed_version(name: str) -> str:
     return metadata.version(name)
 
 
+def _header(context, idx: int, name: str) -> str | None:
+    """A request header by case-insensitive name (TorchServe hands them over as the client spelt them)."""
+    try:
+        headers = context.get_all_request_header(idx) or {}
+    except Exception:
+        return None
+    return next((value for key, value in headers.items() if str(key).lower() == name), None)
+
+
 def _request_id(context, idx: int) -> str:
     """The gateway's X-Request-ID of the idx-th request, else TorchServe's own id, else the index."""
     try:
@@ -197,17 +238,27 @@ def _request_id(context, idx: int) -> str:
 
 
 _service = SERHandler()
+_timeline_service = SERHandler(timeline=True)
 
 
-def handle(data, context):
-    """Module-level entry point TorchServe calls for initialisation and inference."""
-    if not _service.initialized:
-        _service.initialize(context)
+def _entry(service: SERHandler, data, context):
+    if not service.initialized:
+        service.initialize(context)
     if data is None:
         return None
     if _is_describe(context):
-        return [_service.describe()]
-    return _service.handle(data, context)
+        return [service.describe()]
+    return service.handle(data, context)
+
+
+def handle(data, context):
+    """Module-level entry point TorchServe calls for initialisation and inference (model ``ser``)."""
+    return _entry(_service, data, context)
+
+
+def handle_timeline(data, context):
+    """The entry point of the timeline archive (model ``ser-timeline``)."""
+    return _entry(_timeline_service, data, context)
 
 
 def _is_describe(context) -> bool:

