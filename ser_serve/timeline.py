@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 # "separate": one lane per channel, e.g. agent and customer of a stereo call.
 CHANNEL_MODES = ("mix", "separate")
 DEFAULT_CHANNELS = "mix"
+# How a request names its channel mode: a header (REST), or a form field / gRPC input of
+# this name. One definition for the gateway, which forwards it, and the handler, which reads it.
+CHANNELS_HEADER = "X-Channels"
+CHANNELS_FIELD = "channels"
 
 
 def channel_mode(value) -> str:

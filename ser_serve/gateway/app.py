@@ -23,6 +23,8 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from ser_serve.timeline import CHANNELS_FIELD, CHANNELS_HEADER
+
 logger = logging.getLogger("ser_serve.gateway")
 
 # Request ids we pass on as they are; anything else is replaced, so a client
@@ -38,8 +40,6 @@ LONG_BODY_BYTES = 136 * 1024 * 1024
 LONG_TIMEOUT_S = 3600.0
 # The timeline's channel mode, passed to the engine as this header whether the
 # client sent it as a header or as a form field of the same name.
-CHANNELS_HEADER = "X-Channels"
-CHANNELS_FIELD = "channels"
 SEND_AUDIO = ("Send the audio file itself as the body with a binary content type (curl -T clip.wav, or "
               "curl --data-binary @clip.wav -H 'Content-Type: application/octet-stream'), or one multipart "
               "form field (curl -F file=@clip.wav).")

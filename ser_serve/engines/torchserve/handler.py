@@ -27,7 +27,7 @@ from ser_serve.errors import UnsupportedMediaType, error_response
 from ser_serve.model import precision
 from ser_serve.model.calibration import calibration_clips, operator_clips
 from ser_serve.settings import settings_from_model_yaml
-from ser_serve.timeline import channel_mode
+from ser_serve.timeline import CHANNELS_FIELD, CHANNELS_HEADER, channel_mode
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ JSON = "application/json"
 # Keys under which TorchServe hands over a body: "data"/"body" for a raw body,
 # the form field name for multipart uploads ("file" by convention).
 BODY_KEYS = ("data", "body", "file", "audio")
-# The timeline's channel mode: a request header (REST) or an input/form field
-# of that name (multipart forms, gRPC's input map); default "mix".
-CHANNELS_HEADER = "x-channels"
-CHANNELS_FIELD = "channels"
 # What "a clip's answer does not depend on its neighbours" means in float32 (measured: 1e-7).
 EXACT_TOLERANCE = 1e-5
 
@@ -226,13 +222,13 @@ def _header(context, idx: int, name: str) -> str | None:
         headers = context.get_all_request_header(idx) or {}
     except Exception:
         return None
-    return next((value for key, value in headers.items() if str(key).lower() == name), None)
+    return next((value for key, value in headers.items() if str(key).lower() == name.lower()), None)
 
 
 def _request_id(context, idx: int) -> str:
     """The gateway's X-Request-ID of the idx-th request, else TorchServe's own id, else the index."""
     try:
-        return str(context.get_request_header(idx, "X-Request-ID") or context.get_request_id(idx))
+        return str(_header(context, idx, "X-Request-ID") or context.get_request_id(idx))
     except Exception:
         return f"#{idx}"
 
