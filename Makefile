@@ -17,7 +17,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[serve,train,bench,loadtest,test]'
+	$(PY) -m pip install --quiet -e '.[serve,triton,train,bench,loadtest,test]'
 	$(PY) -c "from ser_serve.clients.grpc import generate_stubs; generate_stubs()"
 	touch $@
 

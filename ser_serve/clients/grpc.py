@@ -2,7 +2,7 @@
 
 The stubs are generated (grpcio-tools) from ``proto/inference.proto`` inside
 the installed TorchServe's frontend jar, so they always match the server.
-They are written once to ``<cache>/ser-serve/grpc/<jar hash>/`` (``$XDG_CACHE_HOME``
+They are written once to ``<cache>/ser-serve/grpc/<jar hash>-protobuf<version>/`` (``$XDG_CACHE_HOME``
 or ``~/.cache``) and imported from there, so an installed client works from any directory.
 """
 
@@ -30,7 +30,8 @@ def generate_stubs(out_root: Path = STUB_CACHE) -> Path:
     """Generate inference_pb2(_grpc).py from the jar's proto unless already there; return their folder."""
     jar = frontend_jar()
     digest = hashlib.sha256(jar.read_bytes()).hexdigest()[:12]
-    folder = Path(out_root) / digest
+    # Generated code only runs on the protobuf runtime its protoc was made for: key the cache by both.
+    folder = Path(out_root) / f"{digest}-protobuf{metadata.version('protobuf')}"
     if (folder / "inference_pb2_grpc.py").exists():
         return folder
     import grpc_tools
