@@ -9,7 +9,7 @@ MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 PRECISION ?=
 PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 
-.PHONY: setup serve demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep bench-timeline loadtest grpc-stubs soak data train-demo evaluate-demo clean
+.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep bench-timeline loadtest grpc-stubs soak data train-demo evaluate-demo clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ archive: setup
 
 serve: setup
 	$(PY) -m ser_serve.cli serve --model-dir $(MODEL_DIR) $(PRECISION_ARG)
+
+# The same checkpoint on Triton (bundled in the nvidia-pytriton wheel): HTTP 8000, gRPC 8001, metrics 8002
+# on 127.0.0.1, the gateway with the page and the card's POST /predict on 127.0.0.1:8090.
+serve-triton: setup
+	$(PY) -m ser_serve.cli serve --engine triton --model-dir $(MODEL_DIR) $(PRECISION_ARG)
 
 # TorchServe and the gateway with the page and the card's POST /predict on 127.0.0.1:8090.
 demo: setup

@@ -39,12 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("--out", type=Path, default=MODEL_STORE)
     p.add_argument("--name", default="ser")
-    p.add_argument("--model-config", type=Path, default=None, help="model-config.yaml (default: the one shipped in ser_serve/engines/torchserve/defaults)")
+    p.add_argument("--model-config", type=Path, default=None, help="model-config.yaml (default: the one shipped in ser_serve/defaults)")
     _precision_option(p)
     p.set_defaults(run=_archive)
 
-    p = commands.add_parser("serve", help="build the archive and serve it: TorchServe behind a drain-aware gateway")
+    p = commands.add_parser("serve", help="build the archive and serve it: TorchServe (or Triton) behind a drain-aware gateway")
     p.add_argument("--model-dir", type=Path, default=None)
+    p.add_argument("--engine", choices=["torchserve", "triton"], default="torchserve",
+                   help="triton: the bundled Triton on --triton-*-port (KServe v2), the gateway on 127.0.0.1:8090")
     p.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TorchServe config.properties")
     p.add_argument("--workdir", type=Path, default=WORKDIR, help="key file, logs, sample clip")
     p.add_argument("--model-store", type=Path, default=MODEL_STORE)
@@ -61,13 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--drain-seconds", type=float, default=20.0,
                    help="on SIGTERM/SIGINT, how long in-flight requests may take to finish")
     p.add_argument("--log-format", choices=["text", "json"], help="default: text (laptop), json (production)")
+    p.add_argument("--triton-host", default="127.0.0.1",
+                   help="Triton's bind address; Triton has no authentication: expose it only behind an ingress or mesh")
+    p.add_argument("--triton-http-port", type=int, default=8000)
+    p.add_argument("--triton-grpc-port", type=int, default=8001)
+    p.add_argument("--triton-metrics-port", type=int, default=8002)
     p.set_defaults(run=_serve)
 
     p = commands.add_parser("gateway", help="the card's POST /predict and a page to try it, in front of a "
                                             "running server (--url) or the model in-process (--model-dir)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--model-dir", type=Path, help="run the model in this process (no model server)")
-    where.add_argument("--url", help="a running TorchServe's inference address, e.g. http://127.0.0.1:8080")
+    where.add_argument("--url", help="a running TorchServe's inference address, e.g. http://127.0.0.1:8080, "
+                                     "or Triton's HTTP address with --engine triton, e.g. http://127.0.0.1:8000")
+    p.add_argument("--engine", choices=["torchserve", "triton"], default="torchserve", help="what --url is")
     p.add_argument("--token", help="the server's inference token (default: from --key-file); never sent to browsers")
     p.add_argument("--key-file", type=Path, default=WORKDIR / "key_file.json")
     p.add_argument("--host", default="127.0.0.1")
@@ -162,7 +171,8 @@ def _checkpoint(args) -> None:
 
 
 def _archive(args) -> int:
-    from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive
+    from ser_serve.engines.torchserve.archive import build_archive
+    from ser_serve.packaging import DEFAULT_MODEL_CONFIG
     from ser_serve.errors import InvalidCheckpoint, InvalidSettings
 
     try:
@@ -284,7 +294,8 @@ def _timeline(args) -> int:
 
 
 def _serve(args) -> int:
-    from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, TIMELINE_MODEL, build_archive
+    from ser_serve.engines.torchserve.archive import TIMELINE_MODEL, build_archive
+    from ser_serve.packaging import DEFAULT_MODEL_CONFIG
     from ser_serve.errors import InvalidCheckpoint, InvalidSettings
 
     production = args.profile == "production"
@@ -300,6 +311,8 @@ def _serve(args) -> int:
         from ser_train.presets import make_preset_checkpoint
 
         make_preset_checkpoint("tiny", model_dir)
+    if args.engine == "triton":
+        return _serve_triton(args, model_dir)
     try:  # build_archive validates the checkpoint, weights included, before writing anything
         archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG,
                                 precision=args.precision)
@@ -312,6 +325,24 @@ def _serve(args) -> int:
     from ser_serve.logs import configure_logging
 
     configure_logging(args.log_format or ("json" if production else "text"))
+    _say_which_model(model_dir)
+    print(f"built {archive}", flush=True)
+    return _run_behind_gateway(args, production)
+
+
+def _serve_triton(args, model_dir: Path) -> int:
+    from ser_serve.logs import configure_logging
+    from ser_serve.serve_triton import serve_triton
+
+    configure_logging(args.log_format or "text")
+    _say_which_model(model_dir)
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    sample = workdir / "sample.wav"
+    return serve_triton(args, model_dir, sample, _write_serve_sample(sample))
+
+
+def _say_which_model(model_dir: Path) -> None:
     if model_dir == TINY_MODEL_DIR.resolve():
         print("NOTE: serving the built-in 'tiny' checkpoint. It is UNTRAINED (random weights):\n"
               "      its answers are meaningless. Serve your own with MODEL_DIR=/path/to/checkpoint.")
@@ -319,8 +350,6 @@ def _serve(args) -> int:
         print("NOTE: serving the demo model. It was trained on SYNTHETIC speech made by this project\n"
               "      (ser_train/synth.py), not on real recordings: it is not a real emotion model.\n"
               "      Serve your own with MODEL_DIR=/path/to/checkpoint.")
-    print(f"built {archive}", flush=True)
-    return _run_behind_gateway(args, production)
 
 
 def _gateway(args) -> int:
@@ -342,13 +371,16 @@ def _gateway(args) -> int:
         key_file = args.key_file if args.key_file.is_file() else None
         headers = {"Authorization": f"Bearer {inference_token(args.token, key_file)}"} if (args.token or key_file) else {}
 
+        probe = "/v2/health/ready" if args.engine == "triton" else "/ping"
+
         def ready() -> bool:
             try:
-                return requests.get(f"{url}/ping", headers=headers, timeout=2).status_code == 200
+                return requests.get(f"{url}{probe}", headers=headers, timeout=2).status_code == 200
             except requests.RequestException:
                 return False
 
-        engine = Engine(predictions_url=url, metrics_url=None, alive=ready, ready=ready, engine_auth=lambda: headers)
+        engine = Engine(predictions_url=url, metrics_url=None, alive=ready, ready=ready, engine_auth=lambda: headers,
+                        protocol=args.engine)
     app = create_app(engine, Auth(), DrainState(), max_in_flight_per_client=args.max_in_flight_per_client)
     print(f"gateway at http://{args.host}:{args.port}/ (POST /predict, API docs at /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,

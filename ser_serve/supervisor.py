@@ -5,7 +5,10 @@ Ctrl-C) start the drain: readiness turns false, the gateway stops accepting
 connections, requests already in flight get their answer (bounded by the
 drain timeout), then the engine's whole process group is stopped and the
 command exits 0. If the engine dies on its own, the gateway stops too and the
-command exits 1, so an orchestrator restarts it.
+command exits 1, so an orchestrator restarts it. An engine that is running
+but broken (``EngineProcess.broken``: Triton keeps serving errors after its
+model process died) is restarted here, readiness false meanwhile; more than
+``max_restarts`` within ``restart_window`` seconds is a failure (exit 1).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -28,6 +32,7 @@ class EngineProcess(Protocol):
     def stop(self): ...
     def wait_ready(self, timeout: float = ...): ...
     def is_running(self) -> bool: ...
+    # Optional: ``broken() -> str | None``, why a running engine cannot answer (None: healthy).
 
 
 @dataclass
@@ -37,6 +42,9 @@ class GatewaySettings:
     # Default well inside Kubernetes' 30 s grace period, with room for a preStop sleep.
     drain_seconds: float = 20.0
     ready_timeout: float = 300.0
+    # A broken engine is restarted at most this often in the window; beyond, the command fails.
+    max_restarts: int = 3
+    restart_window: float = 600.0
 
 
 def serve(process: EngineProcess, engine: Engine, auth: Auth, settings: GatewaySettings,
@@ -81,12 +89,34 @@ def serve(process: EngineProcess, engine: Engine, auth: Auth, settings: GatewayS
             return
         if not drain.draining:
             on_ready()
+        restarts: list[float] = []
+        broken = getattr(process, "broken", lambda: None)
         while not server.should_exit and not drain.draining:
             if not process.is_running():
                 logger.error("engine exited unexpectedly")
                 failure.set()
                 server.should_exit = True
                 return
+            reason = broken()
+            if reason:
+                now = time.monotonic()
+                restarts = [at for at in restarts if now - at < settings.restart_window] + [now]
+                if len(restarts) > settings.max_restarts:
+                    logger.error("engine broken again: giving up", extra={"reason": reason, "restarts": len(restarts) - 1})
+                    failure.set()
+                    server.should_exit = True
+                    return
+                logger.error("engine broken: restarting it", extra={"reason": reason, "restart": len(restarts)})
+                try:
+                    process.stop()
+                    process.start()
+                    process.wait_ready(timeout=settings.ready_timeout)
+                except Exception as exc:
+                    logger.error("engine failed to restart", extra={"reason": str(exc)[-2000:]})
+                    failure.set()
+                    server.should_exit = True
+                    return
+                logger.info("engine restarted")
             threading.Event().wait(1.0)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}

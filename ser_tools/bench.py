@@ -1,9 +1,12 @@
-"""`make bench`: model-only ceiling vs our served stack vs two naive baselines, in one run.
+"""`make bench`: model-only ceiling vs our served stack (TorchServe and Triton) vs two naive baselines, in one run.
 
 All configurations see the same clips (a CREMA-D-like mix), the same
 base-size checkpoint and the same machine, one after the other, so their
 ratios are comparable even on a noisy host. Prints progress; bounded by
-request counts and a time limit per stage.
+request counts and a time limit per stage. A last stage measures what each
+engine adds per request at concurrency 1 with the tiny model, where the
+model's own time is small: served p50 minus the in-process p50 of the same
+clips (decode included in both).
 """
 
 from __future__ import annotations
@@ -19,14 +22,19 @@ import numpy as np
 import torch
 import yaml
 
-from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive
+from ser_serve.clients.triton import v2_request
+from ser_serve.engines.torchserve.archive import build_archive
+from ser_serve.engines.triton.server import start_on_free_ports as start_triton
+from ser_serve.packaging import DEFAULT_MODEL_CONFIG
 from ser_serve.audio import load_waveform
 from ser_train.presets import make_preset_checkpoint
 from ser_tools.clipmix import ClipMix, load_or_make_clips
 from ser_tools.loadgen import run_closed_loop
 from ser_tools.profiles import compare_profiles
 from ser_serve.model.emotion_model import EmotionModel
-from ser_serve.engines.torchserve.server import DEFAULT_SERVER_CONFIG, TorchServe, read_properties, with_free_ports, write_properties
+from ser_serve.engines.torchserve.server import (DEFAULT_SERVER_CONFIG, TorchServe, read_properties,
+                                                 start_on_free_ports as start_torchserve, with_free_ports,
+                                                 write_properties)
 from ser_serve.workspace import BUILD_DIR
 
 BASELINE_HANDLERS = Path(__file__).resolve().parent / "baselines"
@@ -113,7 +121,7 @@ def run(args) -> dict:
     base_config = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
     batch_size, threads = base_config["batchSize"], base_config["ser"]["torch_threads"]
 
-    log("1/2 model-only ceiling (in-process, no decoding, no server)")
+    log("1/3 model-only ceiling (in-process, no decoding, no server)")
     ceiling = model_only(checkpoint, clips, batch_size, threads, log)
     log("  the same with a weighted layer sum (superb/wav2vec2-base-superb-er's structure):")
     weighted = model_only(weighted_checkpoint, clips, batch_size, threads, log)
@@ -125,7 +133,7 @@ def run(args) -> dict:
     results = {}
     with tempfile.TemporaryDirectory(prefix="ser-bench-") as tmp:
         tmp = Path(tmp)
-        log("2/2 served over HTTP: building archives ...")
+        log("2/3 served over HTTP: building archives ...")
         build_store(checkpoint, tmp / "store", configurations, tmp)
         config = write_properties(with_free_ports(read_properties(DEFAULT_SERVER_CONFIG)), tmp / "config.properties")
         models = ",".join(f"{name}={name}.mar" for name in configurations)
@@ -146,11 +154,79 @@ def run(args) -> dict:
                 log(f"    c={args.concurrency}: {s['audio_s_per_s']:.2f} audio-s/s, {s['requests_per_s']:.2f} req/s, "
                     f"p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, statuses {s['statuses']}; "
                     f"c=1: p50 {results[name]['concurrency_1']['p50_ms']:.0f} ms")
+        log("  triton: ours on Triton (shipped defaults, float32)")
+        results["triton"] = served_by_triton(checkpoint, tmp / "triton", clips, args)
+        s = results["triton"]["loaded"]
+        log(f"    c={args.concurrency}: {s['audio_s_per_s']:.2f} audio-s/s, {s['requests_per_s']:.2f} req/s, "
+            f"p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, statuses {s['statuses']}; "
+            f"c=1: p50 {results['triton']['concurrency_1']['p50_ms']:.0f} ms")
+        log("3/3 what each engine adds per request at concurrency 1 (tiny model)")
+        overhead = engine_overhead(Path(args.tiny_checkpoint), clips, tmp / "overhead", args, log)
     report = summarise(ceiling, results, clips, args, weighted, profiles)
+    report["engine_overhead_tiny"] = overhead
     write_reports(report, out)
     log(f"wrote {out / 'bench.md'}, bench.json, bench.png")
     print((out / "bench.md").read_text())
     return report
+
+
+def served_by_triton(checkpoint: Path, workdir: Path, clips, args) -> dict:
+    """The closed-loop stages against a Triton serving ``checkpoint`` with the shipped model-config."""
+    payloads = [(c.data, c.seconds) for c in clips]
+    triton = start_triton(checkpoint, workdir)
+    try:
+        triton.wait_ready(timeout=300)
+        url = f"{triton.http_url}/v2/models/ser/infer"
+        run_closed_loop(url, payloads[:4], {}, 2, 4, 60, encode=v2_request)  # warm-up
+        loaded = run_closed_loop(url, payloads, {}, args.concurrency, len(payloads), args.stage_seconds, encode=v2_request)
+        single = run_closed_loop(url, payloads, {}, 1, args.latency_requests, args.stage_seconds, encode=v2_request)
+    finally:
+        triton.stop()
+    return {"description": "ours on Triton 2.51 (Python backend, dynamic batching; shipped defaults)",
+            "loaded": loaded.summary(), "concurrency_1": single.summary()}
+
+
+def engine_overhead(tiny: Path, clips, workdir: Path, args, log) -> dict:
+    """p50 at concurrency 1 of each engine minus the in-process p50 of the same clips, tiny model (ms)."""
+    from ser_serve.classifier import EmotionClassifier
+
+    if not (tiny / "config.json").exists():
+        make_preset_checkpoint("tiny", tiny)
+    payloads = [(c.data, c.seconds) for c in clips][: args.latency_requests]
+    torch.set_num_threads(2)
+    classifier = EmotionClassifier.from_pretrained(tiny, device="cpu")
+    classifier.predict(payloads[0][0])  # warm-up
+    times = []
+    for data, _ in payloads * 2:
+        started = time.perf_counter()
+        classifier.predict(data)
+        times.append(time.perf_counter() - started)
+    torch.set_num_threads(1)
+    in_process = float(np.median(times)) * 1000
+    log(f"  in-process (decode + forward): p50 {in_process:.1f} ms")
+    result = {"in_process_p50_ms": in_process}
+    torchserve = start_torchserve(tiny, workdir / "torchserve", timeline=False)
+    try:
+        torchserve.wait_ready(timeout=300)
+        url = f"{torchserve.inference_url}/predictions/ser"
+        run_closed_loop(url, payloads[:4], torchserve.auth_headers(), 1, 4, 60)
+        served = run_closed_loop(url, payloads * 2, torchserve.auth_headers(), 1, 2 * len(payloads), args.stage_seconds)
+        result["torchserve_p50_ms"] = served.summary()["p50_ms"]
+    finally:
+        torchserve.stop()
+    triton = start_triton(tiny, workdir / "triton")
+    try:
+        triton.wait_ready(timeout=300)
+        url = f"{triton.http_url}/v2/models/ser/infer"
+        run_closed_loop(url, payloads[:4], {}, 1, 4, 60, encode=v2_request)
+        served = run_closed_loop(url, payloads * 2, {}, 1, 2 * len(payloads), args.stage_seconds, encode=v2_request)
+        result["triton_p50_ms"] = served.summary()["p50_ms"]
+    finally:
+        triton.stop()
+    for engine in ("torchserve", "triton"):
+        result[f"{engine}_overhead_ms"] = result[f"{engine}_p50_ms"] - in_process
+        log(f"  {engine}: p50 {result[f'{engine}_p50_ms']:.1f} ms, adds {result[f'{engine}_overhead_ms']:+.1f} ms")
+    return result
 
 
 def summarise(ceiling: dict, served: dict, clips, args, weighted: dict, profiles: dict) -> dict:
@@ -177,6 +253,7 @@ def summarise(ceiling: dict, served: dict, clips, args, weighted: dict, profiles
             "auto_vs_float32_served": served["ser_auto"]["loaded"]["audio_s_per_s"] / ours["loaded"]["audio_s_per_s"],
             "auto_vs_stock_handler": served["ser_auto"]["loaded"]["audio_s_per_s"] / served["ref_b1"]["loaded"]["audio_s_per_s"],
             "float32_c1_p50_over_auto": ours["concurrency_1"]["p50_ms"] / served["ser_auto"]["concurrency_1"]["p50_ms"],
+            "triton_vs_torchserve_served": served["triton"]["loaded"]["audio_s_per_s"] / ours["loaded"]["audio_s_per_s"],
         },
     }
     return report
@@ -219,7 +296,13 @@ def write_reports(report: dict, out: Path) -> None:
         f"- precision auto / float32, served: **{t['auto_vs_float32_served']:.2f}x** (target >= 2x); "
         f"/ stock per-request handler: **{t['auto_vs_stock_handler']:.2f}x** (target >= 2x); "
         f"float32 p50 at concurrency 1 / auto's: **{t['float32_c1_p50_over_auto']:.2f}** (target >= 1.5)",
+        f"- Triton / TorchServe, served float32: **{t['triton_vs_torchserve_served']:.2f}x**",
     ]
+    o = report.get("engine_overhead_tiny")
+    if o:
+        lines.append(f"- per-request overhead at concurrency 1, tiny model (served p50 minus in-process p50 "
+                     f"{o['in_process_p50_ms']:.1f} ms): TorchServe **{o['torchserve_overhead_ms']:+.1f} ms**, "
+                     f"Triton **{o['triton_overhead_ms']:+.1f} ms**")
     (out / "bench.md").write_text("\n".join(lines) + "\n")
     plot(report, out / "bench.png")
 
@@ -258,6 +341,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default=str(BUILD_DIR / "checkpoints" / "base"))
     parser.add_argument("--weighted-checkpoint", default=str(BUILD_DIR / "checkpoints" / "base-weighted"),
                         help="base size with use_weighted_layer_sum, made if absent")
+    parser.add_argument("--tiny-checkpoint", default=str(BUILD_DIR / "checkpoints" / "tiny"),
+                        help="the engine-overhead stage's model, made if absent")
     parser.add_argument("--clips", type=int, default=48, help="clips in the mix (each sent once per stage)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency-requests", type=int, default=16, help="requests at concurrency 1")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import requests
@@ -54,12 +54,18 @@ def run_closed_loop(
     max_requests: int,
     max_seconds: float,
     timeout: float = 120.0,
+    encode: Callable[[bytes], tuple[bytes, dict]] | None = None,
 ) -> LoadResult:
     """Send ``payloads`` (bytes, audio seconds) round-robin from ``concurrency`` clients.
 
     Stops after ``max_requests`` requests or ``max_seconds``, whichever comes
     first; each client waits for its answer before sending the next request.
+    Each payload is PUT as the body (TorchServe's API), or, with ``encode``,
+    POSTed as the (body, extra headers) it returns (Triton's v2 protocol);
+    payloads are encoded once, before the clock starts.
     """
+    if encode is not None:
+        payloads = [(encode(data), seconds) for data, seconds in payloads]
     result = LoadResult(concurrency=concurrency)
     lock = threading.Lock()
     counter = iter(range(max_requests))
@@ -75,7 +81,11 @@ def run_closed_loop(
             data, seconds = payloads[index % len(payloads)]
             started = time.perf_counter()
             try:
-                status = session.put(url, data=data, headers=headers, timeout=timeout).status_code
+                if encode is None:
+                    status = session.put(url, data=data, headers=headers, timeout=timeout).status_code
+                else:
+                    body, extra = data
+                    status = session.post(url, data=body, headers={**headers, **extra}, timeout=timeout).status_code
             except requests.RequestException:
                 status = 0  # connection failure or timeout
             elapsed = time.perf_counter() - started

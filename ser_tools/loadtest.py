@@ -1,7 +1,7 @@
 """`ser-serve loadtest` / `make loadtest`: run the locust suite headless and write the reports.
 
 Against ``--url`` (your deployment) or, when none is given, a TorchServe
-started here on free loopback ports. Writes locust's CSV and HTML reports,
+(or with ``--engine triton`` a Triton) started here on free loopback ports. Writes locust's CSV and HTML reports,
 ``summary.json`` and ``summary.md`` (requests/s, audio-seconds/s, p50/p95/p99,
 errors by status, the server's own metrics scraped during the run) and exits
 non-zero when an SLO is broken.
@@ -41,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     target.add_argument("--model-dir", type=Path, default=default_model_dir(),
                         help="checkpoint for the local server")
     target.add_argument("--model", default="ser")
+    target.add_argument("--engine", choices=["torchserve", "triton"], default="torchserve",
+                        help="triton: Triton's users (v2 REST, tritonclient gRPC); --url is Triton's HTTP address and "
+                             "--grpc-target its gRPC one")
     load = parser.add_argument_group("load")
     load.add_argument("--protocol", choices=["rest", "grpc", "both"], default="both")
     load.add_argument("--shape", choices=["steady", "step", "spike"], default="steady")
@@ -67,14 +70,20 @@ def run(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         if args.url:
-            url, grpc_target, metrics_url = args.url, args.grpc_target or "127.0.0.1:7070", args.metrics_url
-            token = inference_token(args.token, args.key_file)
+            default_grpc = "127.0.0.1:8001" if args.engine == "triton" else "127.0.0.1:7070"
+            url, grpc_target, metrics_url = args.url, args.grpc_target or default_grpc, args.metrics_url
+            token = inference_token(args.token, args.key_file) if args.engine == "torchserve" else ""
+        elif args.engine == "triton":
+            triton = stack.enter_context(start_local_triton(args.model_dir, stack))
+            url, grpc_target, metrics_url, token = triton.http_url, triton.grpc_target, None, ""
         else:
             server = stack.enter_context(start_local_server(args.model_dir, args.model, stack))
             url, grpc_target, metrics_url, token = (server.inference_url, server.grpc_inference_target,
                                                     server.metrics_url, server.token())
         print(f"load test: {args.shape} shape, {args.protocol}, against {url} (gRPC {grpc_target})", flush=True)
-        recorder = stack.enter_context(MetricsRecorder(metrics_url, args.model)) if metrics_url else None
+        # The recorder reads TorchServe's metric names; Triton's stay on its own metrics port.
+        recorder = (stack.enter_context(MetricsRecorder(metrics_url, args.model))
+                    if metrics_url and args.engine == "torchserve" else None)
         started = time.time()
         code = run_locust(args, url, grpc_target, token)
         duration = time.time() - started
@@ -102,15 +111,32 @@ def start_local_server(model_dir: Path, model: str, stack: ExitStack) -> TorchSe
     return server
 
 
+def start_local_triton(model_dir: Path, stack: ExitStack):
+    """A Triton for ``model_dir`` on free loopback ports, ready, and stopped when ``stack`` closes."""
+    from ser_serve.engines.triton.server import start_on_free_ports as start_triton
+
+    tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ser-loadtest-triton-")))
+    print("starting a local Triton ...", flush=True)
+    triton = start_triton(model_dir, tmp)
+    try:
+        triton.wait_ready(timeout=300)
+    except Exception:
+        triton.stop()
+        raise
+    return triton
+
+
 def run_locust(args, url: str, grpc_target: str, token: str) -> int:
     """Run locust headless; its exit code is 1 when any request failed."""
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
                "--csv", str(args.out / "locust"), "--html", str(args.out / "locust.html"), "--only-summary",
                "--run-time", f"{int(args.shape_seconds + 30)}s", "--stop-timeout", "10",
-               f"--grpc-target={grpc_target}", f"--token={token}", f"--stats-out={args.out / 'ser_stats.json'}"]
+               f"--grpc-target={grpc_target}", f"--triton-grpc-target={grpc_target}", f"--token={token}",
+               f"--stats-out={args.out / 'ser_stats.json'}"]
     for option in LOCUST_OPTIONS:
         command.append(f"--{option.replace('_', '-')}={getattr(args, option)}")
-    command += {"rest": ["RestUser"], "grpc": ["GrpcUser"], "both": ["RestUser", "GrpcUser"]}[args.protocol]
+    users = {"rest": ["RestUser"], "grpc": ["GrpcUser"], "both": ["RestUser", "GrpcUser"]}[args.protocol]
+    command += [f"Triton{user}" for user in users] if args.engine == "triton" else users
     return subprocess.run(command, timeout=args.shape_seconds + 120).returncode
 
 
@@ -139,7 +165,8 @@ def summarise(args, duration: float, recorder: MetricsRecorder | None, locust_co
         entry["requests"] += int(row["Request Count"])
         entry["failures"] += int(row["Failure Count"])
     summary = {
-        "target": {"url": args.url or "local", "model": args.model, "protocol": args.protocol, "shape": args.shape},
+        "target": {"url": args.url or "local", "engine": args.engine, "model": args.model, "protocol": args.protocol,
+                   "shape": args.shape},
         "duration_s": round(duration, 2),
         "requests": requests_,
         "failures": failures,

@@ -1,4 +1,4 @@
-"""Locust suite for a ser-serve (TorchServe) deployment: REST and gRPC users, load shapes, checked answers.
+"""Locust suite for a ser-serve deployment: TorchServe and Triton users over REST and gRPC, load shapes, checked answers.
 
 Run through `ser-serve loadtest` (or `make loadtest`), which starts a local
 server when none is given, scrapes its metrics and writes the reports; or run
@@ -9,6 +9,9 @@ locust directly against your deployment:
         RestUser GrpcUser
 
 Name the user classes to run (RestUser, GrpcUser or both); users are shared among them.
+For Triton (``ser-serve serve --engine triton``), TritonRestUser (KServe v2
+REST with binary data, ``--host`` is Triton's HTTP address) and TritonGrpcUser
+(Triton's own gRPC client, ``--triton-grpc-target``).
 
 Every answer is checked against the response schema: a 200 whose body is
 not a valid prediction counts as a failure.
@@ -29,6 +32,7 @@ from ser_tools import load_options as defaults
 from ser_tools.clipmix import ClipMix, load_or_make_clips
 from ser_serve.response import schema_problems
 from ser_serve.clients.auth import inference_token
+from ser_serve.clients.triton import TritonClient, TritonError, v2_answer, v2_request
 
 STATE = {"clips": [], "audio_seconds": 0.0, "statuses": {}, "requests": 0, "capacity": None, "lock": threading.Lock()}
 
@@ -40,6 +44,7 @@ def add_options(parser):
     group.add_argument("--token", default="", help="inference token (or --key-file)")
     group.add_argument("--key-file", default="", help="TorchServe key_file.json to read the inference token from")
     group.add_argument("--grpc-target", default="127.0.0.1:7070", help="host:port of the gRPC inference API")
+    group.add_argument("--triton-grpc-target", default="127.0.0.1:8001", help="host:port of Triton's gRPC API")
     group.add_argument("--clip-count", type=int, default=defaults.CLIP_COUNT)
     group.add_argument("--clip-formats", default=defaults.CLIP_FORMATS,
                        help="format=share,... (shares are normalised)")
@@ -159,6 +164,69 @@ class GrpcUser(User):
         record("grpc", status, clip.seconds)
         self.environment.events.request.fire(
             request_type="gRPC", name=f"gRPC {clip.format}", response_time=(time.perf_counter() - started) * 1000,
+            response_length=length, exception=exception, context={},
+        )
+
+
+class TritonRestUser(FastHttpUser):
+    """POSTs a clip to Triton's /v2/models/<model>/infer (binary data extension); checks the RESULT answer."""
+
+    wait_time = between(0, 0.05)
+
+    def on_start(self):
+        self.picker = ClipPicker()
+
+    @task
+    def predict(self):
+        clip = self.picker.next()
+        body, headers = v2_request(clip.data)
+        path = f"/v2/models/{self.environment.parsed_options.model}/infer"
+        with self.client.post(path, data=body, headers=headers, name=f"Triton REST {clip.format}",
+                              catch_response=True) as response:
+            record("triton-rest", response.status_code, clip.seconds)
+            if response.status_code != 200:
+                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+                return
+            try:
+                problems = schema_problems(v2_answer(response.content)[0])
+            except (ValueError, KeyError):
+                problems = ["body is not a v2 answer with RESULT"]
+            if problems:
+                response.failure("; ".join(problems))
+
+
+class TritonGrpcUser(User):
+    """Calls Triton's gRPC API with Triton's own client (tritonclient.grpc)."""
+
+    wait_time = between(0, 0.05)
+
+    def on_start(self):
+        options = self.environment.parsed_options
+        self.picker = ClipPicker()
+        self.triton = TritonClient(options.triton_grpc_target, "grpc", model=options.model)
+
+    def on_stop(self):
+        if hasattr(self, "triton"):
+            self.triton.close()
+
+    @task
+    def predict(self):
+        clip = self.picker.next()
+        started = time.perf_counter()
+        exception, status, length = None, 200, 0
+        try:
+            body, _ = self.triton.predict(clip.data)
+            length = len(json.dumps(body))
+            problems = schema_problems(body)
+            if problems:
+                status, exception = "error-body", AssertionError("; ".join(problems))
+        except TritonError as error:
+            status, exception = error.status, error
+        except Exception as error:  # transport failures: counted, never fatal to the user
+            status, exception = type(error).__name__, error
+        record("triton-grpc", status, clip.seconds)
+        self.environment.events.request.fire(
+            request_type="gRPC", name=f"Triton gRPC {clip.format}", response_time=(time.perf_counter() - started) * 1000,
             response_length=length, exception=exception, context={},
         )
 

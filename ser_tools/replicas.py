@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from ser_serve.clients.probes import wait_until_ready
-from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG
+from ser_serve.packaging import DEFAULT_MODEL_CONFIG
 from ser_serve.engines.torchserve.server import DEFAULT_SERVER_CONFIG, free_port, read_properties, with_free_ports, write_properties
 from ser_serve.workspace import BUILD_DIR, default_model_dir
 

@@ -11,6 +11,7 @@ libsndfile cannot read (m4a, webm, ADTS aac, amr), each with one named demuxer.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -272,9 +273,14 @@ def _pyav_blocks(data: bytes, fmt: str, limits: AudioLimits, mix: bool) -> Itera
         raise UndecodableAudio(f"The {fmt} file could not be decoded: {_first_line(exc)}.") from exc
 
 
+# libsndfile names the file object it failed on ("Error opening <_io.BytesIO object at 0x7f...>: ..."):
+# a memory address is no use to a client and would make the same upload's message differ per process.
+_OPENING_PREFIX = re.compile(r"^Error opening <[^>]*>:\s*")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return text[0].rstrip(".") if text else type(exc).__name__
+    return _OPENING_PREFIX.sub("", text[0]).rstrip(".") if text else type(exc).__name__
 
 
 def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:

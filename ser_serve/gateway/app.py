@@ -1,7 +1,8 @@
 """The gateway's FastAPI app: forwards predictions to the engine, answers probes, maps errors.
 
 The engine is reached over HTTP (``Engine``): the app imports no engine, so
-TorchServe and, later, Triton can stand behind the same front.
+TorchServe (its ``/predictions/{model}`` API) and Triton (the KServe v2
+protocol, ``/v2/models/{model}/infer``) stand behind the same front.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from ser_serve.clients.triton import error_body, v2_answer, v2_request
 from ser_serve.timeline import CHANNELS_FIELD, CHANNELS_HEADER
 
 logger = logging.getLogger("ser_serve.gateway")
@@ -60,6 +62,9 @@ class Engine:
     local_timeline: Callable[[bytes, str], dict] | None = None  # in-process timeline: (audio, channel mode)
     card_model: str = "ser"                 # the model POST /predict answers with
     timeline_model: str = "ser-timeline"    # the model POST /timeline answers with
+    # "torchserve": PUT {predictions_url}/predictions/{model}; "triton": the v2 protocol at predictions_url
+    # (/v2/models/{model}/infer), which serves single clips only.
+    protocol: str = "torchserve"
 
 
 def in_process_engine(classifier) -> Engine:
@@ -278,6 +283,8 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
                     headers["Authorization"] = offered
             else:  # the gateway has let the client in (its token, or the card's open /predict on a laptop)
                 headers.update(engine.engine_auth())
+            if engine.protocol == "triton":
+                return await classify_on_triton(model, body, headers, request_id)
             try:
                 answer = await client.put(f"{engine.predictions_url}/predictions/{model}", content=body, headers=headers,
                                           timeout=max(timeout_s, LONG_TIMEOUT_S) if long_recording else timeout_s)
@@ -290,6 +297,30 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
                             media_type=answer.headers.get("content-type", "application/json"))
         finally:
             limiter.leave(who)
+
+    async def classify_on_triton(model: str, audio: bytes, headers: dict, request_id: str) -> Response:
+        """One v2 inference request; the answer is the model's RESULT, an error keeps the model's code."""
+        if model in LONG_RECORDING_MODELS:
+            return error(404, "not_found", "The Triton engine serves single clips (model 'ser'); timelines are "
+                         "served by the TorchServe engine.", request_id)
+        body, v2_headers = v2_request(audio)
+        try:
+            answer = await client.post(f"{engine.predictions_url}/v2/models/{model}/infer", content=body,
+                                       headers={**headers, **v2_headers})
+        except httpx.TransportError:
+            return error(503, "unavailable", "The model server is not reachable; retry later.", request_id,
+                         {"Retry-After": "1"})
+        if answer.status_code == 200:
+            return JSONResponse(v2_answer(answer.content)[0], headers={"X-Request-ID": request_id})
+        try:
+            message = answer.json().get("error", "")
+        except ValueError:
+            message = answer.text
+        payload = error_body(message)
+        if payload["error"]["code"] == "engine_error":  # Triton's own error (queue full, unknown model...)
+            return engine_error(answer.status_code, b"", request_id)
+        payload["error"]["request_id"] = request_id
+        return JSONResponse(payload, status_code=answer.status_code, headers={"X-Request-ID": request_id})
 
     async def classify_in_process(work: Callable[[], dict], request_id: str) -> Response:
         from starlette.concurrency import run_in_threadpool

@@ -118,7 +118,7 @@ def test_pod_runs_as_the_image_user_and_never_as_root(name, pod):
 
 @pytest.mark.parametrize("name, pod", pod_specs(), ids=lambda v: v if isinstance(v, str) else "")
 def test_cpu_request_covers_the_workers_torch_threads(name, pod):
-    config = yaml.safe_load((REPO / "ser_serve/engines/torchserve/defaults/model-config.yaml").read_text())
+    config = yaml.safe_load((REPO / "ser_serve/defaults/model-config.yaml").read_text())
     threads = config["maxWorkers"] * config["ser"]["torch_threads"]
     resources = server_container(pod)["resources"]
     assert quantity(resources["requests"]["cpu"]) >= threads, "threads beyond the CPU request are throttled"

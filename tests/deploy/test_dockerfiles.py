@@ -17,7 +17,7 @@ from deployfiles import DEPLOY, REPO, arg_defaults, dockerfile_stages, env, imag
 DOCKERFILES = [DEPLOY / "Dockerfile", DEPLOY / "Dockerfile.gpu"]
 PRODUCTION_COMMAND = ["ser-serve", "serve", "--profile", "production", "--model-dir", "/models/ser", "--host", "0.0.0.0",
                       "--port", "8080", "--token-file", "/var/run/secrets/ser-serve/token"]
-DEFAULT_MODEL_CONFIG = REPO / "ser_serve" / "engines" / "torchserve" / "defaults" / "model-config.yaml"
+DEFAULT_MODEL_CONFIG = REPO / "ser_serve" / "defaults" / "model-config.yaml"
 
 
 def hadolint(*paths: Path) -> subprocess.CompletedProcess:

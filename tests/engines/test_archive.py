@@ -6,7 +6,8 @@ import pytest
 import torch
 import yaml
 
-from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, build_archive, runtime_requirements
+from ser_serve.engines.torchserve.archive import build_archive
+from ser_serve.packaging import DEFAULT_MODEL_CONFIG, runtime_requirements
 from ser_train.presets import PRESETS
 from ser_serve.model.checkpoint import validate_checkpoint
 from ser_serve.errors import InvalidCheckpoint, InvalidSettings
@@ -107,7 +108,8 @@ def test_archive_carries_the_runtime_core_the_adapter_and_the_checkpoint_and_not
         names = sorted(name for name in archive.namelist() if not name.endswith("/"))
     code = [name for name in names if name.endswith(".py")]
     runtime_core = {"ser_serve/__init__.py", "ser_serve/errors.py", "ser_serve/settings.py", "ser_serve/batching.py",
-                    "ser_serve/response.py", "ser_serve/classifier.py", "ser_serve/vad.py", "ser_serve/timeline.py"}
+                    "ser_serve/response.py", "ser_serve/classifier.py", "ser_serve/vad.py", "ser_serve/timeline.py",
+                    "ser_serve/worker.py"}
     adapter = {"ser_serve/engines/__init__.py", "ser_serve/engines/torchserve/__init__.py",
                "ser_serve/engines/torchserve/handler.py", "ser_serve/engines/torchserve/metrics.py"}
     packages = ("ser_serve/audio/", "ser_serve/model/")
@@ -117,7 +119,7 @@ def test_archive_carries_the_runtime_core_the_adapter_and_the_checkpoint_and_not
     assert other == ["MAR-INF/MANIFEST.json", "checkpoint/config.json", "checkpoint/model.safetensors",
                      "checkpoint/preprocessor_config.json", "model-config.yaml", "requirements.txt"]
     for absent in ("ser_serve/cli.py", "ser_serve/engines/torchserve/archive.py", "ser_serve/engines/torchserve/server.py",
-                   "ser_serve/clients/grpc.py", "ser_tools/bench.py", "ser_train/train.py"):
+                   "ser_serve/clients/grpc.py", "ser_serve/packaging.py", "ser_serve/engines/triton/model.py", "ser_tools/bench.py", "ser_train/train.py"):
         assert absent not in names
 
 

@@ -16,7 +16,7 @@ import requests
 import yaml
 
 from ser_serve.clients.probes import wait_until_ready
-from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG
+from ser_serve.packaging import DEFAULT_MODEL_CONFIG
 from ser_serve.engines.torchserve.server import DEFAULT_SERVER_CONFIG, free_port, read_properties, with_free_ports, write_properties
 from ser_serve.model.calibration import voice
 from ser_serve.response import schema_problems

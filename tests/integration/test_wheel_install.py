@@ -38,7 +38,7 @@ def installed(tmp_path_factory) -> Path:
 def test_wheel_carries_the_package_defaults_and_no_tests(installed):
     (wheel,) = installed.parent.parent.glob("dist/ser_serve-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "ser_serve/engines/torchserve/defaults/model-config.yaml" in names
+    assert "ser_serve/defaults/model-config.yaml" in names
     assert "ser_serve/engines/torchserve/defaults/config.properties" in names
     assert {"ser_serve/gateway/static/index.html", "ser_serve/gateway/static/page.js"} <= set(names)
     assert "ser_tools/locustfile.py" in names and "ser_tools/baselines/reference_handler.py" in names

@@ -17,7 +17,7 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
 
     weighted = make_preset_checkpoint("tiny", tmp_path / "weighted", structure="wav2vec2-base-weighted")
     args = bench.parse_args(["--checkpoint", str(tiny_checkpoint), "--weighted-checkpoint", str(weighted),
-                             "--out", str(tmp_path / "out"),
+                             "--tiny-checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "out"),
                              "--clips", "6", "--concurrency", "3", "--latency-requests", "3",
                              "--stage-seconds", "60", "--cache-dir", str(tmp_path / "clips")])
     import torch
@@ -27,7 +27,7 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
         report = bench.run(args)
     finally:
         torch.set_num_threads(threads)  # bench.run leaves the cores to the server it starts
-    assert set(report["served"]) == {"ser", "ref_b1", "padded", "ser_bfloat16", "ser_int8", "ser_auto"}
+    assert set(report["served"]) == {"ser", "ref_b1", "padded", "ser_bfloat16", "ser_int8", "ser_auto", "triton"}
     for name, result in report["served"].items():
         assert result["loaded"]["statuses"] == {"200": 6}, name
         assert result["concurrency_1"]["statuses"] == {"200": 3}, name
@@ -36,7 +36,13 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
     assert report["model_only"]["batched"]["audio_s_per_s"] > 0
     assert set(report["targets"]) == {"served_vs_ceiling", "served_vs_padded", "c1_p50_minus_single_forward_ms",
                                       "weighted_vs_plain_batched", "auto_vs_float32_served", "auto_vs_stock_handler",
-                                      "float32_c1_p50_over_auto"}
+                                      "float32_c1_p50_over_auto", "triton_vs_torchserve_served"}
+    # What each engine adds per request: served p50 at concurrency 1 minus in-process, measured, not assumed.
+    overhead = report["engine_overhead_tiny"]
+    assert overhead["in_process_p50_ms"] > 0
+    for engine in ("torchserve", "triton"):
+        assert overhead[f"{engine}_p50_ms"] > 0
+        assert overhead[f"{engine}_overhead_ms"] == overhead[f"{engine}_p50_ms"] - overhead["in_process_p50_ms"]
     # Each profile row says what its worker ran, as the model's description reports it (auto: timed at start).
     for profile in ("bfloat16", "int8", "auto"):
         ran = report["served"][f"ser_{profile}"]["precision"]
@@ -54,6 +60,7 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
     assert json.loads((tmp_path / "out" / "bench.json").read_text()) == report
     table = (tmp_path / "out" / "bench.md").read_text()
     assert "| ser: ours" in table and "| padded: baseline" in table and "weighted layer sum |" in table
+    assert "| triton: ours on Triton" in table and "per-request overhead at concurrency 1, tiny model" in table
     assert "| ser_auto: ours, precision auto (ran " in table and "| model-only, exact batches, int8 (" in table
     assert (tmp_path / "out" / "bench.png").stat().st_size > 10_000
     # The clip mix is generated once and read back from the cache afterwards.

@@ -38,6 +38,18 @@ def test_rest_and_grpc_smoke_run_has_zero_failures_and_full_reports(server, tmp_
     assert summary["slo"]["broken"] == []
 
 
+def test_triton_users_over_rest_and_grpc_against_a_local_triton_have_zero_failures(tiny_checkpoint, tmp_path):
+    # No --url: the load test starts its own Triton for the checkpoint and stops it afterwards.
+    code = loadtest.main(["--engine", "triton", "--model-dir", str(tiny_checkpoint), "--protocol", "both",
+                          "--users", "2", "--seconds", "4", "--max-requests", "120", "--out", str(tmp_path / "out"),
+                          "--clip-count", "8", "--clip-cache", str(tmp_path / "clips")])
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert code == 0, (tmp_path / "out" / "summary.md").read_text()
+    assert summary["target"]["engine"] == "triton" and summary["failures"] == 0
+    assert set(summary["by_status"]) == {"triton-rest 200", "triton-grpc 200"}
+    assert summary["by_protocol"]["REST"]["requests"] > 0 and summary["by_protocol"]["gRPC"]["requests"] > 0
+
+
 def test_broken_slo_makes_the_run_fail(server, tmp_path):
     code = loadtest.main(loadtest_args(server, tmp_path, "--protocol", "rest", "--users", "1", "--seconds", "3",
                                        "--slo-p95-ms", "0.001"))

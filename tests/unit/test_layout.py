@@ -25,7 +25,16 @@ def copy_tree(tmp_path: Path) -> Path:
 def test_import_contracts_are_kept():
     result = lint_imports(REPO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 kept, 0 broken" in result.stdout
+    assert "5 kept, 0 broken" in result.stdout
+
+
+def test_an_engine_importing_the_other_breaks_the_contract(tmp_path):
+    root = copy_tree(tmp_path)
+    model = root / "ser_serve" / "engines" / "triton" / "model.py"
+    model.write_text(model.read_text() + "\nfrom ser_serve.engines.torchserve import metrics  # a breach\n")
+    result = lint_imports(root)
+    assert result.returncode != 0
+    assert "the engines never import each other BROKEN" in result.stdout
 
 
 def test_runtime_core_importing_a_tool_breaks_the_contract(tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG
+from ser_serve.packaging import DEFAULT_MODEL_CONFIG
 from ser_serve.errors import InvalidSettings
 from ser_serve.settings import AudioLimits, BatchBudget, ServeSettings, settings_from_model_yaml
 

@@ -9,25 +9,17 @@ clients, no benchmark, load-test or training code.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
 import yaml
 
-from ser_serve.model.checkpoint import CHECKPOINT_FILES, validate_checkpoint, weight_files
-from ser_serve.settings import ServeSettings
+from ser_serve.model.checkpoint import validate_checkpoint
+from ser_serve.packaging import (DEFAULT_MODEL_CONFIG, copy_checkpoint, copy_runtime, load_model_config,
+                                 runtime_requirements, with_precision)
 
-PACKAGE_DIR = Path(__file__).resolve().parents[2]  # the ser_serve package
-DEFAULT_MODEL_CONFIG = Path(__file__).resolve().parent / "defaults" / "model-config.yaml"
-# What a worker imports, relative to PACKAGE_DIR: the runtime core and this adapter.
-RUNTIME_FILES = (
-    "__init__.py", "errors.py", "settings.py", "batching.py", "response.py", "classifier.py", "vad.py", "timeline.py",
-    "audio", "model",
-    "engines/__init__.py", "engines/torchserve/__init__.py", "engines/torchserve/handler.py",
-    "engines/torchserve/metrics.py",
-)
+# The adapter's files a worker imports, relative to the ser_serve package (the core comes from packaging).
+ADAPTER_FILES = ("engines/torchserve/__init__.py", "engines/torchserve/handler.py", "engines/torchserve/metrics.py")
 # The archive's handler: TorchServe imports it as a top-level module from the archive root.
 ENTRY_MODULE = "ser_handler.py"
 ENTRY_SOURCE = '''"""TorchServe entry point of this archive; the handler is ser_serve.engines.torchserve.handler."""
@@ -54,47 +46,6 @@ TIMELINE_OVERRIDES = {
     # in its 2 GiB heap: 4 waiting recordings stay far below it; more get a quick 503.
     "jobQueueSize": 4,
 }
-# What the handler imports at run time besides torch, which the server owns.
-RUNTIME_PACKAGES = ("transformers", "safetensors", "numpy", "soundfile", "soxr", "av", "pydantic", "pyyaml",
-                    "torchao", "webrtcvad-wheels")
-
-
-def runtime_requirements() -> str:
-    """requirements.txt content pinned to the installed versions of the runtime packages."""
-    return "".join(f"{name}=={metadata.version(name)}\n" for name in RUNTIME_PACKAGES)
-
-
-def load_model_config(path: str | Path) -> dict:
-    """Read a model-config.yaml and validate its ``ser:`` section before anything is packed.
-
-    Raises :class:`ser_serve.errors.InvalidSettings` naming the key and the reason.
-    """
-    config = yaml.safe_load(Path(path).read_text()) or {}
-    ServeSettings.from_mapping(config.get("ser"), source=str(path))
-    return config
-
-
-def with_precision(config: dict, profile: str, path: Path) -> Path:
-    """Write ``config`` with ``ser.precision.profile`` set to ``profile`` to ``path`` (validated first)."""
-    ser = dict(config.get("ser") or {})
-    ser["precision"] = {**(ser.get("precision") or {}), "profile": profile}
-    ServeSettings.from_mapping(ser, source=f"--precision {profile}")
-    path.write_text(yaml.safe_dump({**config, "ser": ser}, sort_keys=False))
-    return path
-
-
-def copy_runtime(destination: Path) -> Path:
-    """Copy the runtime core and the TorchServe adapter into ``destination/ser_serve``."""
-    target = destination / "ser_serve"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for relative in RUNTIME_FILES:
-        source, copy = PACKAGE_DIR / relative, target / relative
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, copy, ignore=ignore)
-        else:
-            shutil.copy2(source, copy)
-    return target
 
 
 def build_archive(
@@ -130,15 +81,12 @@ def build_archive(
     export_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ser-mar-") as tmp:
         if precision is not None:
-            model_config = with_precision(config_values, precision, Path(tmp) / "model-config.yaml")
-            config_values = yaml.safe_load(model_config.read_text())
+            config_values = with_precision(config_values, precision)
+            model_config = Path(tmp) / "model-config.yaml"
+            model_config.write_text(yaml.safe_dump(config_values, sort_keys=False))
         staging = Path(tmp) / "extra"
-        copy_runtime(staging)
-        checkpoint_out = staging / "checkpoint"
-        checkpoint_out.mkdir()
-        # One weight format only (the one transformers loads), shards with their index.
-        for source in [checkpoint_dir / name for name in CHECKPOINT_FILES] + weight_files(checkpoint_dir):
-            shutil.copy2(source, checkpoint_out / source.name)
+        copy_runtime(staging, ADAPTER_FILES)
+        copy_checkpoint(checkpoint_dir, staging / "checkpoint")
         if handler is None:
             handler = Path(tmp) / ENTRY_MODULE
             handler.write_text(TIMELINE_ENTRY_SOURCE if timeline else ENTRY_SOURCE)

@@ -1,4 +1,4 @@
-"""TorchServe adapter: read the request, call the runtime core, map errors.
+"""TorchServe adapter: read the request, call the runtime core (ser_serve.worker), map errors.
 
 Two models of one store use it: ``ser`` (single clips, batched) and
 ``ser-timeline`` (long recordings, one per handler call: the timeline batches
@@ -18,16 +18,12 @@ import logging
 import os
 import time
 
-import torch
-
-from ser_serve.audio import TARGET_SAMPLE_RATE
 from ser_serve.classifier import EmotionClassifier
 from ser_serve.engines.torchserve.metrics import HandlerMetrics
 from ser_serve.errors import UnsupportedMediaType, error_response
-from ser_serve.model import precision
-from ser_serve.model.calibration import calibration_clips, operator_clips
 from ser_serve.settings import settings_from_model_yaml
 from ser_serve.timeline import CHANNELS_FIELD, CHANNELS_HEADER, channel_mode
+from ser_serve.worker import answer_uploads, start_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +32,6 @@ JSON = "application/json"
 # Keys under which TorchServe hands over a body: "data"/"body" for a raw body,
 # the form field name for multipart uploads ("file" by convention).
 BODY_KEYS = ("data", "body", "file", "audio")
-# What "a clip's answer does not depend on its neighbours" means in float32 (measured: 1e-7).
-EXACT_TOLERANCE = 1e-5
 
 
 def request_payload(request: dict) -> bytes | bytearray:
@@ -72,106 +66,36 @@ class SERHandler:
         # Validated again here (the archive build already did): a hand-edited
         # archive must fail with a message naming the key, not a KeyError.
         settings = settings_from_model_yaml(getattr(context, "model_yaml_config", None), "the archive's model-config.yaml")
-        on_gpu = torch.cuda.is_available() and properties.get("gpu_id") is not None
-        device = f"cuda:{properties['gpu_id']}" if on_gpu else "cpu"
-        budget = settings.gpu.batching if on_gpu else settings.batching
-        if not on_gpu and settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
-        self.classifier = EmotionClassifier.from_pretrained(
-            os.path.join(model_dir, CHECKPOINT_SUBDIR), device=device, limits=settings.limits, budget=budget,
-            vad=settings.vad, timeline=settings.timeline,
-        )
+        gpu_id = properties.get("gpu_id")
+        self.classifier = start_classifier(os.path.join(model_dir, CHECKPOINT_SUBDIR), settings,
+                                           None if gpu_id is None else int(gpu_id), model_dir, self.timeline)
         self.metrics = HandlerMetrics(context)
-        self._choose_precision(settings, model_dir)
-        self._check_exact_batching(model_dir)
-        if on_gpu and settings.gpu.fp16:
-            tolerance = settings.gpu.fp16_tolerance
-            difference = self.classifier.model.try_half_precision(tolerance, calibration_clips())
-            logger.info("fp16 max probability difference %.2e (tolerance %.0e): running in %s",
-                        difference, tolerance, self.classifier.model.dtype)
-        logger.info(
-            "ser handler ready (%s): labels=%s device=%s dtype=%s precision=%s threads=%d settings=%s",
-            "timeline" if self.timeline else "clips", self.classifier.labels, device, self.classifier.model.dtype,
-            self.classifier.model.profile, torch.get_num_threads(), settings,
-        )
+        self.metrics.record_precision(self.classifier.model.precision_choice)
         self.initialized = True
-
-    def _choose_precision(self, settings, model_dir: str) -> None:
-        """Run the configured profile only if it passes the guard against float32; log and export the figures."""
-        wanted = settings.precision
-        extra = []
-        if wanted.profile != precision.FLOAT32 and wanted.calibration_dir:
-            extra = operator_clips(os.path.join(model_dir, wanted.calibration_dir), settings.limits)
-        choice = self.classifier.model.use_precision(wanted, extra)
-        for result in choice.guards.values():
-            logger.log(logging.INFO if result.passed else logging.WARNING,
-                       "precision guard %s vs float32 on %d calibration clips: argmax agreement %.3f (min %.3f), "
-                       "max probability change %.2e (max %.2e): %s%s", result.profile, result.clips, result.agreement,
-                       wanted.guard.min_agreement, result.max_change, wanted.guard.max_probability_change,
-                       "passed" if result.passed else "FAILED", f" ({result.error})" if result.error else "")
-        if choice.seconds:
-            logger.info("precision auto timings (median s per pass over the calibration clips): %s",
-                        {name: round(seconds, 4) for name, seconds in choice.seconds.items()})
-        if choice.fell_back:
-            logger.error("precision %r failed its accuracy guard: FALLING BACK TO float32", choice.requested)
-        logger.info("precision: requested %s, running %s", choice.requested, choice.profile)
-        self.metrics.record_precision(choice)
 
     def describe(self) -> str:
         """The model description TorchServe's management API shows for ``GET /models/<name>?customized=true``."""
         model = self.classifier.model
         return json.dumps({"labels": model.labels, "device": str(model.device), "precision": model.precision_choice.as_dict()})
 
-    def _check_exact_batching(self, model_dir: str) -> None:
-        """Measure a padded pass against clips alone; if it is not exact here, batch identical lengths only.
-
-        The archive pins transformers, but TorchServe does not install the
-        pins (install_py_dep_per_model=false): log what runs against them.
-        """
-        model = self.classifier.model
-        difference = model.batching_difference(calibration_clips()[:2])
-        pinned = _pinned_versions(os.path.join(model_dir, "requirements.txt"))
-        installed = {name: _installed_version(name) for name in ("torch", "transformers")}
-        drift = {name: (pinned[name], version) for name, version in installed.items() if pinned.get(name, version) != version}
-        logger.info("padded batch vs alone (%s): %.1e; installed %s; differs from the archive's pins: %s",
-                    model.profile, difference, installed, drift or "nothing")
-        # What "a clip's answer does not depend on its neighbours" means in the profile that runs.
-        tolerance = precision.PROFILES[model.profile].batch_tolerance
-        if difference > tolerance:
-            logger.error("a padded forward pass changed scores by %.1e (> %.0e) with these packages: only clips of "
-                         "identical length will share a forward pass", difference, tolerance)
-            model.budget = model.budget.model_copy(update={"max_padding_ratio": 1.0})
-
     def handle(self, data: list[dict], context) -> list[str]:
         if self.timeline:
             return self.handle_timelines(data, context)
-        responses: list[str | None] = [None] * len(data)
-        prepared, prepared_indices = [], []
         self.metrics.record_batch(len(data))
-        for idx, request in enumerate(data):
-            started = time.perf_counter()
+        uploads = []
+        for request in data:
             try:
-                features = self.classifier.prepare(request_payload(request))
-            except Exception as exc:  # one bad upload must not fail its neighbours
-                responses[idx] = self._error(context, idx, exc)
-                continue
-            self.metrics.record_decoded((time.perf_counter() - started) * 1000, len(features) / TARGET_SAMPLE_RATE)
-            prepared.append(features)
-            prepared_indices.append(idx)
-        if prepared:
-            try:
-                results = self.classifier.answer_each(prepared)
+                uploads.append(request_payload(request))
             except Exception as exc:
-                logger.exception("inference failed for a batch of %d", len(prepared))
-                results = [exc] * len(prepared)
-            for idx, result in zip(prepared_indices, results):
-                if isinstance(result, Exception):
-                    responses[idx] = self._error(context, idx, result)
-                else:
-                    context.set_response_content_type(idx, JSON)
-                    responses[idx] = json.dumps(result)
-        logger.info("batch of %d: %d valid; padded forward passes so far: %d",
-                    len(data), len(prepared), self.classifier.model.padded_passes)
+                uploads.append(exc)
+        answers = answer_uploads(self.classifier, uploads, self.metrics.record_decoded)
+        responses = []
+        for idx, answer in enumerate(answers):
+            if isinstance(answer, Exception):
+                responses.append(self._error(context, idx, answer))
+            else:
+                context.set_response_content_type(idx, JSON)
+                responses.append(json.dumps(answer))
         return responses
 
     def handle_timelines(self, data: list[dict], context) -> list[str]:
@@ -199,21 +123,6 @@ class SERHandler:
         context.set_response_status(status, phrase, idx)
         context.set_response_content_type(idx, JSON)
         return json.dumps(body)
-
-
-def _pinned_versions(requirements: str) -> dict[str, str]:
-    """``name==version`` lines of the archive's requirements.txt ({} when there is none)."""
-    try:
-        lines = open(requirements).read().split()
-    except OSError:
-        return {}
-    return dict(line.split("==", 1) for line in lines if "==" in line)
-
-
-def _installed_version(name: str) -> str:
-    from importlib import metadata
-
-    return metadata.version(name)
 
 
 def _header(context, idx: int, name: str) -> str | None:

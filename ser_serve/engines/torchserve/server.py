@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +18,13 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ser_serve.engines.process import free_port, group_members, stop_group
+
 # The address keys of config.properties that a relocated server rewrites.
 HTTP_ADDRESS_KEYS = ("inference_address", "management_address", "metrics_address")
 GRPC_PORT_KEYS = ("grpc_inference_port", "grpc_management_port")
 # The laptop default: loopback only, token authorization on, management API off.
 DEFAULT_SERVER_CONFIG = Path(__file__).resolve().parent / "defaults" / "config.properties"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def read_properties(path: str | Path) -> dict[str, str]:
@@ -220,36 +213,11 @@ class TorchServe:
 
         Returns once no process of the group is left running.
         """
-        if self.process is None:
-            return
-        group = self.process.pid  # start_new_session made the child a group leader
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-            try:
-                os.killpg(group, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while self.running_processes() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if not self.running_processes():
-                break
-        self.process.wait()
+        stop_group(self.process, timeout)
 
     def running_processes(self) -> list:
         """psutil.Process objects of this server's group still running: frontend and workers."""
-        import psutil  # comes with torchserve
-
-        if self.process is None:
-            return []
-        self.process.poll()  # reap our direct child if it has exited
-        members = []
-        for process in psutil.process_iter(["status"]):
-            try:
-                if os.getpgid(process.pid) == self.process.pid and process.info["status"] != psutil.STATUS_ZOMBIE:
-                    members.append(process)
-            except (ProcessLookupError, psutil.Error):
-                continue
-        return members
+        return group_members(self.process)
 
     def __enter__(self) -> "TorchServe":
         return self if self.process is not None else self.start()
@@ -278,7 +246,8 @@ def start_on_free_ports(
     """
     import yaml
 
-    from ser_serve.engines.torchserve.archive import DEFAULT_MODEL_CONFIG, TIMELINE_MODEL, build_archive
+    from ser_serve.engines.torchserve.archive import TIMELINE_MODEL, build_archive
+    from ser_serve.packaging import DEFAULT_MODEL_CONFIG
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
