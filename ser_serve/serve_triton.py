@@ -11,6 +11,7 @@ dies is noticed within a second and Triton is restarted (see supervisor.py).
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from ser_serve.clients.triton import v2_request
@@ -57,7 +58,7 @@ def serve_triton(args, model_dir: Path, sample: Path, sample_kind: str) -> int:
         print(f"  curl -H 'Inference-Header-Content-Length: {header_length}' --data-binary @{request_body} "
               f"{triton.http_url}/v2/models/ser/infer\n")
         print("or with Triton's own client:\n")
-        print(f"  python -c \"from ser_serve.clients.triton import TritonClient; "
+        print(f"  {sys.executable} -c \"from ser_serve.clients.triton import TritonClient; "
               f"print(TritonClient('{triton.grpc_target}', 'grpc').predict(open('{sample}', 'rb').read())[0])\"\n")
         print(f"The card's API and a page to try it: {gateway_url}/  (curl -F file=@{sample} {gateway_url}/predict)")
         print("Press Ctrl-C (or send SIGTERM) to drain and stop.", flush=True)
