@@ -92,11 +92,14 @@ class EmotionClassifier:
         """Responses for already prepared inputs, batched exactly; any bad row raises."""
         return [answer if isinstance(answer, dict) else _raise(answer) for answer in self.answer_each(features)]
 
-    def answer_each(self, features: Sequence[np.ndarray]) -> list[dict | SerError]:
-        """Like :meth:`predict_features`, but a row that cannot be answered (non-finite scores) is returned
-        as its error, so a server answers every other request of the batch."""
-        answers: list[dict | SerError] = []
-        for row in self.model.predict_proba(features):
+    def answer_each(self, features: Sequence[np.ndarray]) -> list[dict | Exception]:
+        """Like :meth:`predict_features`, but a row that cannot be answered (non-finite scores, or a failed
+        forward pass) is returned as its error, so a server answers every other request of the batch."""
+        answers: list[dict | Exception] = []
+        for row in self.model.predict_proba_each(features):
+            if isinstance(row, Exception):  # its forward pass failed; the other passes' clips are answered
+                answers.append(row)
+                continue
             try:
                 answers.append(to_response(row, self.model.id2label))
             except SerError as exc:

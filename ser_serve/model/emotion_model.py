@@ -97,21 +97,39 @@ class EmotionModel:
             self.dtype = torch.float32
         return difference
 
-    @torch.inference_mode()
     def predict_proba(self, features: Sequence[np.ndarray]) -> np.ndarray:
         """Scores, shape (len(features), num_labels), for normalised inputs.
 
         Softmax probabilities, or per-label sigmoids for a multi-label
         checkpoint. Each clip's row equals what the clip gets alone (within
-        float rounding), whatever else is in the batch.
+        float rounding), whatever else is in the batch. A failed forward pass raises.
         """
-        scores = np.zeros((len(features), len(self.id2label)), dtype=np.float32)
-        try:
-            for group in plan_groups([len(f) for f in features], self.budget):
-                scores[group] = self._one_pass([features[i] for i in group])
-        except torch.OutOfMemoryError as exc:
-            raise OutOfMemory("The server ran out of memory for this batch; retry later or send shorter audio.") from exc
-        return scores
+        rows = self.predict_proba_each(features)
+        for row in rows:
+            if isinstance(row, Exception):
+                raise row
+        return np.stack(rows) if rows else np.zeros((0, len(self.id2label)), dtype=np.float32)
+
+    @torch.inference_mode()
+    def predict_proba_each(self, features: Sequence[np.ndarray]) -> list[np.ndarray | Exception]:
+        """One row of scores per input, or the exception of the forward pass it was in.
+
+        Forward passes are independent: one that fails (e.g. out of memory
+        for the longest clips) fails only its own clips, never the others.
+        """
+        rows: list[np.ndarray | Exception | None] = [None] * len(features)
+        for group in plan_groups([len(f) for f in features], self.budget):
+            try:
+                scores = self._one_pass([features[i] for i in group])
+            except torch.OutOfMemoryError as exc:
+                failure = OutOfMemory("The server ran out of memory for this batch; retry later or send shorter audio.")
+                failure.__cause__ = exc
+                scores = [failure] * len(group)
+            except Exception as exc:
+                scores = [exc] * len(group)
+            for row, index in zip(scores, group):
+                rows[index] = row
+        return rows
 
     @torch.inference_mode()
     def batching_difference(self, waveforms: Sequence[np.ndarray]) -> float:

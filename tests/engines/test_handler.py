@@ -83,12 +83,37 @@ def test_inference_failure_answers_every_valid_item_with_json_error(handler, mar
     def broken(features):
         raise RuntimeError("simulated kernel failure")
 
-    monkeypatch.setattr(handler.classifier.model, "predict_proba", broken)
+    monkeypatch.setattr(handler.classifier.model, "_one_pass", broken)
     context = make_context(mar_dir)
     set_batch(context, 2)
     responses = handler.handle([{"data": encode(voice(0.5), 16_000, "wav")}, {"data": b"junk"}], context)
     assert [context.get_response_status(i)[0] for i in range(2)] == [500, 415]
     assert json.loads(responses[0])["error"]["code"] == "internal_error"
+
+
+def test_a_forward_pass_that_runs_out_of_memory_fails_only_its_own_clips(handler, mar_dir, monkeypatch):
+    import torch
+
+    model = handler.classifier.model
+    one_pass = model._one_pass
+    passes = []
+
+    def out_of_memory_for_long_clips(features):
+        passes.append(len(features))
+        if max(len(f) for f in features) > 3 * 16_000:
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return one_pass(features)
+
+    monkeypatch.setattr(model, "_one_pass", out_of_memory_for_long_clips)
+    context = make_context(mar_dir)
+    set_batch(context, 3)
+    # 1.0 s and 1.1 s share a pass; 4 s is more than 1.25x longer: a pass of its own.
+    clips = [encode(voice(seconds, seed=i), 16_000, "wav") for i, seconds in enumerate((1.0, 4.0, 1.1))]
+    responses = handler.handle([{"data": clip} for clip in clips], context)
+    assert sorted(passes) == [1, 2]
+    assert [context.get_response_status(i)[0] for i in range(3)] == [200, 503, 200]
+    assert json.loads(responses[1])["error"]["code"] == "out_of_memory"
+    assert json.loads(responses[0])["dominant"]["score"] > 0 and json.loads(responses[2])["dominant"]["score"] > 0
 
 
 def test_a_request_with_non_finite_scores_gets_its_own_500_and_its_neighbour_its_answer(handler, mar_dir, monkeypatch):
@@ -101,7 +126,7 @@ def test_a_request_with_non_finite_scores_gets_its_own_500_and_its_neighbour_its
         rows[0, 0] = np.nan
         return rows
 
-    monkeypatch.setattr(handler.classifier.model, "predict_proba", half_broken)
+    monkeypatch.setattr(handler.classifier.model, "_one_pass", half_broken)
     context = make_context(mar_dir)
     set_batch(context, 2)
     clip = encode(voice(0.5), 16_000, "wav")
