@@ -63,10 +63,22 @@ def python_backend(root: Path, destination: Path) -> Path:
 
 
 def library_path(root: Path) -> str:
-    """LD_LIBRARY_PATH for the server and its stubs: this Python's libpython, then the wheel's own libraries."""
+    """LD_LIBRARY_PATH for the server and its stubs: this Python's libpython, then the wheel's own libraries.
+
+    Raises with what to install when no shared libpython for this Python is
+    found (a Python built without --enable-shared and no system libpython):
+    otherwise Triton fails later, with the stub's loader error in its log.
+    """
     libs = root.parent.parent / "nvidia_pytriton.libs"
-    paths = [sysconfig.get_config_var("LIBDIR") or "", str(libs)]
-    return ":".join(path for path in paths if path)
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    soname = f"libpython{version}.so.1.0"
+    system = ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib")
+    if not any(Path(folder, soname).exists() for folder in (libdir, *system) if folder):
+        raise RuntimeError(f"Triton's Python backend needs {soname} (a shared libpython for this Python): "
+                           f"install it (Debian: apt-get install libpython{version}) or use a Python built "
+                           "with --enable-shared")
+    return ":".join(path for path in (libdir, str(libs)) if path)
 
 
 @dataclass
