@@ -33,14 +33,17 @@ def write_curl_body(audio: Path, destination: Path) -> tuple[Path, int]:
 
 def serve_triton(args, model_dir: Path, sample: Path, sample_kind: str) -> int:
     """Build the repository, then run Triton and the gateway until a signal; the command's exit code."""
+    import torch
+
     workdir = args.workdir.resolve()
+    gpu = torch.cuda.is_available()  # instances on GPU 0 when there is one (ser.gpu settings then apply)
     try:
         repository = build_repository(model_dir, workdir / "triton-repository", args.model_config or
-                                      _default_model_config(), precision=args.precision)
+                                      _default_model_config(), precision=args.precision, gpu=gpu)
     except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}")
         return 2
-    print(f"built {repository / 'ser'}", flush=True)
+    print(f"built {repository / 'ser'} ({'GPU' if gpu else 'CPU'} instances)", flush=True)
     triton = TritonServer(repository, workdir / "triton", http_port=args.triton_http_port,
                           grpc_port=args.triton_grpc_port, metrics_port=args.triton_metrics_port,
                           host=args.triton_host)

@@ -80,6 +80,8 @@ class GpuSettings(_Section):
     fp16: bool = False
     # float16 is kept only if no probability moves more than this against float32.
     fp16_tolerance: float = Field(1e-3, gt=0.0, le=1.0)
+    # Uploads of one batch decoded in parallel, so decoding keeps up with the GPU.
+    decode_threads: PositiveInt = 8
 
 
 # float32: the reference. bfloat16: torch.autocast (about 2x on CPUs with AVX512-BF16, slower
@@ -165,6 +167,8 @@ class ServeSettings(_Section):
 
     # Intra-op threads per CPU worker; None leaves torch's default (all cores).
     torch_threads: PositiveInt | None = None
+    # Uploads of one batch decoded in parallel by a CPU worker (decoders release the GIL).
+    decode_threads: PositiveInt = 1
     limits: AudioLimits = AudioLimits()
     batching: BatchBudget = BatchBudget()
     gpu: GpuSettings = GpuSettings()

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from ser_serve.audio import TARGET_SAMPLE_RATE
@@ -60,41 +63,65 @@ def start_classifier(checkpoint_dir: str | Path, settings: ServeSettings, gpu_id
     return classifier
 
 
+def decode_threads(settings: ServeSettings, gpu_id: int | None) -> int:
+    """How many of a batch's uploads a worker decodes at once: ``ser.gpu.decode_threads`` on a GPU, else ``ser.decode_threads``."""
+    on_gpu = torch.cuda.is_available() and gpu_id is not None
+    return settings.gpu.decode_threads if on_gpu else settings.decode_threads
+
+
+def prepare_uploads(classifier: EmotionClassifier, uploads: Sequence[bytes | bytearray | Exception],
+                    threads: int = 1, on_decoded: OnDecoded | None = None) -> list[np.ndarray | Exception]:
+    """Each upload decoded and validated on its own (``threads`` at a time): its features, or its error."""
+
+    def prepare(upload) -> tuple[np.ndarray | Exception, float | None]:
+        if isinstance(upload, Exception):
+            return upload, None
+        started = time.perf_counter()
+        try:
+            return classifier.prepare(upload), (time.perf_counter() - started) * 1000
+        except Exception as exc:  # one bad upload must not fail its neighbours
+            return exc, None
+
+    if threads > 1 and len(uploads) > 1:
+        prepared = list(_decoder_pool(threads).map(prepare, uploads))
+    else:
+        prepared = [prepare(upload) for upload in uploads]
+    if on_decoded:
+        for features, milliseconds in prepared:
+            if milliseconds is not None:
+                on_decoded(milliseconds, len(features) / TARGET_SAMPLE_RATE)
+    return [features for features, _ in prepared]
+
+
+@lru_cache(maxsize=None)
+def _decoder_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per worker process and size, kept for its lifetime (threads are reused batch after batch)."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ser-decode")
+
+
 def answer_uploads(classifier: EmotionClassifier, uploads: Sequence[bytes | bytearray | Exception],
-                   on_decoded: OnDecoded | None = None) -> list[dict | Exception]:
+                   on_decoded: OnDecoded | None = None, threads: int = 1) -> list[dict | Exception]:
     """One answer per upload, in order: the response dict, or the exception that upload alone failed with.
 
     An upload may already be an exception (the adapter could not find its
-    bytes). Valid clips share exact forward passes; a failure of the whole
-    forward pass (e.g. out of memory) is every valid clip's answer, never a
-    raise, so the adapter can answer each request.
+    bytes). Uploads are decoded ``threads`` at a time; the valid clips share
+    exact forward passes, and a forward pass that fails (e.g. out of memory)
+    fails only its own clips, never with a raise, so the adapter can answer
+    each request.
     """
-    answers: list[dict | Exception | None] = [None] * len(uploads)
-    prepared, prepared_indices = [], []
-    for index, upload in enumerate(uploads):
-        if isinstance(upload, Exception):
-            answers[index] = upload
-            continue
-        started = time.perf_counter()
+    prepared = prepare_uploads(classifier, uploads, threads, on_decoded)
+    answers: list[dict | Exception] = list(prepared)
+    valid = [index for index, features in enumerate(prepared) if not isinstance(features, Exception)]
+    if valid:
         try:
-            features = classifier.prepare(upload)
-        except Exception as exc:  # one bad upload must not fail its neighbours
-            answers[index] = exc
-            continue
-        if on_decoded:
-            on_decoded((time.perf_counter() - started) * 1000, len(features) / TARGET_SAMPLE_RATE)
-        prepared.append(features)
-        prepared_indices.append(index)
-    if prepared:
-        try:
-            results = classifier.answer_each(prepared)
+            results = classifier.answer_each([prepared[index] for index in valid])
         except Exception as exc:
-            logger.exception("inference failed for a batch of %d", len(prepared))
-            results = [exc] * len(prepared)
-        for index, result in zip(prepared_indices, results):
+            logger.exception("inference failed for a batch of %d", len(valid))
+            results = [exc] * len(valid)
+        for index, result in zip(valid, results):
             answers[index] = result
     logger.info("batch of %d: %d valid; padded forward passes so far: %d",
-                len(uploads), len(prepared), classifier.model.padded_passes)
+                len(uploads), len(valid), classifier.model.padded_passes)
     return answers
 
 

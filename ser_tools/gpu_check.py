@@ -1,106 +1,164 @@
-"""GPU profile check: exactness, fp16 tolerance and throughput of the base-size model on CUDA.
+"""One short GPU check of the fast profiles, sized to a few minutes of device time.
 
-Run on a machine with a GPU (python benchmarks/gpu_check.py OUT.json). It
-makes the base-size checkpoint locally (random init), so it needs no network.
-In-process only: it measures the model path the handler uses on GPU.
+    python -m ser_tools.gpu_check OUT.json                 # on a CUDA machine: base size, every row
+    python -m ser_tools.gpu_check OUT.json --smoke         # anywhere: tiny model, a few clips (the test suite runs this)
+
+Per precision profile (float32; bfloat16 autocast; float16 weights, CUDA
+only) and batch size, in-process on the model path the workers use
+(EmotionModel with the GPU batching budget):
+
+- exactness: a clip's scores in an exact padded batch against alone (max
+  abs), and the profile against float32 (largest change, argmax agreement);
+- throughput: audio-s/s of exact length-aware batches;
+- decoding: audio-s/s of decoding uploads (a wav/mp3/m4a mix) with 1..N
+  threads (``ser_serve.worker.prepare_uploads``), next to the model's rate:
+  decoding must keep up with the GPU.
+
+The base-size checkpoint is made locally (random init): no network. Every
+stage is bounded by ``--budget-seconds`` in all; what did not fit is
+reported as skipped, never guessed.
 """
 
+from __future__ import annotations
+
+import argparse
 import json
-import sys
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ser_serve.batching import BatchBudget
-from ser_train.presets import make_preset_checkpoint
-from ser_tools.clipmix import ClipMix, durations
-from ser_serve.model.emotion_model import EmotionModel
+from ser_serve.model import precision
 from ser_serve.model.calibration import voice
+from ser_serve.model.emotion_model import EmotionModel
+from ser_tools.clipmix import ClipMix, durations
+from ser_tools.encode import encode
+from ser_train.presets import make_preset_checkpoint
 
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu only to dry-run this script
-SCALE = 1 if DEVICE == "cuda" else 8  # fewer trials and clips on a CPU dry run
-
-
-def sync():
-    if DEVICE == "cuda":
+def sync(device: str) -> None:
+    if device == "cuda":
         torch.cuda.synchronize()
 
 
-def timed(fn, repeats=3):
+def timed(fn, device: str, repeats: int = 3) -> float:
+    """Median seconds of ``repeats`` calls (after the caller's warm-up)."""
     times = []
     for _ in range(repeats):
-        sync()
+        sync(device)
         started = time.perf_counter()
         fn()
-        sync()
+        sync(device)
         times.append(time.perf_counter() - started)
     return float(np.median(times))
 
 
-def padded_forward(model, features):
-    width = max(len(f) for f in features)
-    batch = torch.zeros(len(features), width, dtype=model.dtype, device=model.device)
-    for i, f in enumerate(features):
-        batch[i, : len(f)] = torch.from_numpy(f).to(model.device, model.dtype)
-    with torch.inference_mode():
-        return torch.softmax(model.model(input_values=batch).logits.float(), -1).cpu().numpy()
+def use_profile(model: EmotionModel, profile: str):
+    """Put ``model`` in ``profile`` ("float16": half weights); returns the function that restores float32."""
+    if profile == "float16":
+        model.model.half()
+        model.dtype = torch.float16
+        model.profile = precision.FLOAT32  # no autocast: the weights themselves are half
+
+        def back() -> None:
+            model.model.float()
+            model.dtype = torch.float32
+        return back
+    return precision.apply(model, profile)
 
 
-def main(out_path):
-    report = {"device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu", "torch": torch.__version__}
-    checkpoint = make_preset_checkpoint("base", "/tmp/base")
-    model = EmotionModel(checkpoint, device=DEVICE, budget=BatchBudget(max_batch_samples=10**7, max_padding_ratio=100))
-    rng = np.random.default_rng(0)
+def exactness(model: EmotionModel, features: list[np.ndarray], reference: np.ndarray) -> dict:
+    """Batch vs alone in the current profile, and the profile vs float32's ``reference`` rows."""
+    together = model.predict_proba(features)
+    alone = np.concatenate([model.predict_proba([f]) for f in features])
+    return {
+        "batch_vs_alone_max_abs": float(np.abs(together - alone).max()),
+        "vs_float32_max_change": float(np.abs(together - reference).max()),
+        "vs_float32_argmax_agreement": float(np.mean(together.argmax(1) == reference.argmax(1))),
+        "finite": bool(np.isfinite(together).all()),
+    }
 
-    worst, worst_padded = 0.0, 0.0
-    for trial in range(20 // SCALE):
-        seconds = rng.uniform(0.05, 5.0, size=int(rng.integers(2, 9)))
-        features = [model.features(voice(s, seed=trial * 10 + i)) for i, s in enumerate(seconds)]
-        alone = np.stack([model.predict_proba([f])[0] for f in features])
-        worst = max(worst, float(np.abs(model.predict_proba(features) - alone).max()))
-        worst_padded = max(worst_padded, float(np.abs(padded_forward(model, features) - alone).max()))
-    report["fp32_exact_batch_vs_alone_max_abs"] = worst
-    report["fp32_pad_to_longest_vs_alone_max_abs"] = worst_padded
 
-    mix = ClipMix(count=64 // SCALE)
-    clip_seconds = durations(mix, np.random.default_rng(1))
-    features = [model.features(voice(float(s), seed=i)) for i, s in enumerate(clip_seconds)]
-    audio = float(sum(clip_seconds))
-    model.predict_proba(features[:8])  # warm-up
-    throughput = report["audio_s_per_s"] = {}
-    for batch in (1, 8, 32):
-        chunks = [features[i : i + batch] for i in range(0, len(features), batch)]
-        for ratio in (1.25, 4.0):
-            model.budget = BatchBudget(max_batch_samples=batch * 5 * 16_000, max_padding_ratio=ratio)
-            throughput[f"fp32_exact_ratio{ratio}_batch{batch}"] = audio / timed(
-                lambda: [model.predict_proba(c) for c in chunks])
-        if batch > 1:
-            throughput[f"fp32_padded_batch{batch}"] = audio / timed(lambda: [padded_forward(model, c) for c in chunks])
-    model.budget = BatchBudget(max_batch_samples=32 * 5 * 16_000, max_padding_ratio=4.0)
+def decode_rates(uploads: list[tuple[bytes, float]], model: EmotionModel, threads: list[int], device: str) -> dict:
+    """Audio-s/s of decoding + feature extraction of ``uploads`` with each thread count."""
+    from ser_serve.classifier import EmotionClassifier
+    from ser_serve.worker import prepare_uploads
 
-    calibration = [voice(s, seed=s_i) for s_i, s in enumerate((1.3, 2.5, 4.0))]
-    if DEVICE == "cpu":
-        print(json.dumps(report, indent=2))
-        return
-    difference = model.try_half_precision(1e-3, calibration)
-    report["fp16_max_prob_difference_on_calibration"] = difference
-    report["fp16_kept"] = model.dtype == torch.float16
-    model.model.half()
-    model.dtype = torch.float16
-    full_reference = EmotionModel(checkpoint, device=DEVICE)
-    half_rows = model.predict_proba(features[:16])
-    full_rows = full_reference.predict_proba(features[:16])
-    report["fp16_vs_fp32_max_abs_on_16_clips"] = float(np.abs(half_rows - full_rows).max())
-    for batch in (8, 32):
-        chunks = [features[i : i + batch] for i in range(0, len(features), batch)]
-        throughput[f"fp16_exact_ratio4.0_batch{batch}"] = audio / timed(lambda: [model.predict_proba(c) for c in chunks])
+    classifier = EmotionClassifier(model)
+    audio = sum(seconds for _, seconds in uploads)
+    rates = {}
+    for count in threads:
+        seconds = timed(lambda: prepare_uploads(classifier, [data for data, _ in uploads], threads=count), device, 2)
+        rates[str(count)] = audio / seconds
+    return rates
+
+
+def run(out_path: Path, smoke: bool, budget_seconds: float, checkpoint_dir: Path) -> dict:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    deadline = time.monotonic() + budget_seconds
+    report: dict = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
+                    "torch": torch.__version__, "cpus": os.cpu_count(), "smoke": smoke, "skipped": []}
+    checkpoint = make_preset_checkpoint("tiny" if smoke else "base", checkpoint_dir)
+    model = EmotionModel(checkpoint, device=device, budget=BatchBudget(max_batch_samples=10**9, max_padding_ratio=4.0))
+    mix = ClipMix(count=12 if smoke else 256)
+    seconds = durations(mix, np.random.default_rng(1))
+    waveforms = [voice(float(s), seed=i) for i, s in enumerate(seconds)]
+    features = [model.features(w) for w in waveforms]
+    audio = float(sum(seconds))
     report["clips"] = {"count": len(features), "audio_s": audio}
+    probe = features[: 8 if not smoke else 4]  # mixed lengths: the padded path
+    reference = model.predict_proba(probe)
+    batch_sizes = (4, 8) if smoke else (8, 32, 64, 128)
+    profiles = ["float32", "bfloat16"] + (["float16"] if device == "cuda" else [])
+    report["profiles"] = {}
+    for profile in profiles:
+        if time.monotonic() > deadline:
+            report["skipped"].append(f"profile {profile}: over the time budget")
+            continue
+        back = use_profile(model, profile)
+        try:
+            row = exactness(model, probe, reference)
+            row["audio_s_per_s"] = {}
+            model.predict_proba(features[:8])  # warm-up in this profile
+            for batch in batch_sizes:
+                if time.monotonic() > deadline:
+                    report["skipped"].append(f"{profile} batch {batch}: over the time budget")
+                    continue
+                model.budget = BatchBudget(max_batch_samples=batch * 5 * 16_000, max_padding_ratio=4.0)
+                chunks = [features[i: i + batch] for i in range(0, len(features), batch)]
+                row["audio_s_per_s"][str(batch)] = audio / timed(
+                    lambda: [model.predict_proba(c) for c in chunks], device, 1 if smoke else 3)
+            report["profiles"][profile] = row
+        finally:
+            back()
+            model.budget = BatchBudget(max_batch_samples=10**9, max_padding_ratio=4.0)
+    if time.monotonic() < deadline:
+        formats = ("wav", "mp3", "m4a")
+        count = 6 if smoke else 64
+        uploads = [(encode(waveforms[i], 16_000, formats[i % 3]), float(seconds[i])) for i in range(min(count, len(waveforms)))]
+        threads = [1, 2] if smoke else [1, 4, 8, min(16, os.cpu_count() or 1)]
+        report["decode_audio_s_per_s"] = decode_rates(uploads, model, sorted(set(threads)), device)
+    else:
+        report["skipped"].append("decode: over the time budget")
+    report["seconds"] = round(budget_seconds - (deadline - time.monotonic()), 1)
     print(json.dumps(report, indent=2))
-    with open(out_path, "w") as f:
-        json.dump(report, f, indent=2)
+    Path(out_path).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="gpu_check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--smoke", action="store_true", help="tiny model and a few clips, CPU allowed")
+    parser.add_argument("--budget-seconds", type=float, default=300.0)
+    parser.add_argument("--checkpoint-dir", type=Path, default=Path("/tmp/ser-gpu-check"))
+    args = parser.parse_args(argv)
+    run(args.out, args.smoke, args.budget_seconds, args.checkpoint_dir / ("tiny" if args.smoke else "base"))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    raise SystemExit(main())
