@@ -9,7 +9,7 @@ MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 PRECISION ?=
 PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 
-.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep bench-timeline loadtest grpc-stubs soak data train-demo evaluate-demo clean
+.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data train-demo evaluate-demo clean
 
 setup: $(VENV)/.installed
 
@@ -96,6 +96,11 @@ grpc-stubs: setup
 # (a few minutes; writes benchmarks/results/bench.{md,json,png}).
 bench: setup
 	$(PY) -m ser_tools.bench
+
+# The two engines side by side only (TorchServe and Triton, same clips, same model) and each engine's
+# per-request overhead with the tiny model; a few minutes (benchmarks/results/engines/).
+bench-engines: setup
+	$(PY) -m ser_tools.bench --configurations ser,triton --out benchmarks/results/engines
 
 # Long recordings: a synthetic two-speaker call (8 kHz stereo mu-law) as a timeline with the demo model;
 # seconds of processing per hour of audio, peak memory, turns right, and a plot (benchmarks/results/timeline.*).

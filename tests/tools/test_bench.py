@@ -65,3 +65,14 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
     assert (tmp_path / "out" / "bench.png").stat().st_size > 10_000
     # The clip mix is generated once and read back from the cache afterwards.
     assert len(list((tmp_path / "clips").glob("*/*.*"))) == 7  # 6 clips + index.json
+
+
+def test_a_partial_run_reports_only_the_figures_its_rows_allow():
+    def row(rate, p50):
+        return {"loaded": {"audio_s_per_s": rate}, "concurrency_1": {"p50_ms": p50}}
+
+    served = {"ser": row(10.0, 200.0), "triton": row(12.0, 190.0)}
+    model_only = {"batched": {"audio_s_per_s": 12.5}}
+    found = bench.targets(served, served["ser"], 12.5, 180.0, model_only, model_only)
+    assert found == {"served_vs_ceiling": 0.8, "c1_p50_minus_single_forward_ms": 20.0, "weighted_vs_plain_batched": 1.0,
+                     "triton_vs_torchserve_served": 1.2}
