@@ -101,6 +101,21 @@ class InvalidSettings(SerError, ValueError):
     code = "invalid_settings"
 
 
+def status_of(code: str, default: int) -> int:
+    """The HTTP status of an error ``code`` of this table (415 for unsupported_media_type...), else ``default``.
+
+    Triton carries only a few error classes (400, 500, 503...): the gateway
+    gives a Triton answer back the status TorchServe would have sent.
+    """
+    pending = list(SerError.__subclasses__())
+    while pending:
+        kind = pending.pop()
+        if kind.code == code:
+            return int(kind.status)
+        pending.extend(kind.__subclasses__())
+    return default
+
+
 def error_response(exc: BaseException) -> tuple[int, str, dict]:
     """Map any exception to ``(status, reason phrase, JSON body)``.
 

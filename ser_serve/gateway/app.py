@@ -25,6 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from ser_serve.clients.triton import error_body, v2_answer, v2_request
+from ser_serve.errors import status_of
 from ser_serve.timeline import CHANNELS_FIELD, CHANNELS_HEADER
 
 logger = logging.getLogger("ser_serve.gateway")
@@ -320,7 +321,9 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
         if payload["error"]["code"] == "engine_error":  # Triton's own error (queue full, unknown model...)
             return engine_error(answer.status_code, b"", request_id)
         payload["error"]["request_id"] = request_id
-        return JSONResponse(payload, status_code=answer.status_code, headers={"X-Request-ID": request_id})
+        # The status TorchServe sends for this code (Triton has no 413 or 415, say).
+        status = status_of(payload["error"]["code"], answer.status_code)
+        return JSONResponse(payload, status_code=status, headers={"X-Request-ID": request_id})
 
     async def classify_in_process(work: Callable[[], dict], request_id: str) -> Response:
         from starlette.concurrency import run_in_threadpool

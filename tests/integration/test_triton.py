@@ -146,6 +146,33 @@ def test_plain_http_v2_request_with_binary_data(triton, classifier):
     assert len(probabilities) == len(classifier.labels)
 
 
+def test_the_gateway_in_front_of_triton_answers_like_in_front_of_torchserve(triton, server, classifier):
+    """`ser-serve gateway --engine triton --url ...`: the card's /predict, statuses as TorchServe's."""
+    from ser_serve.clients.probes import wait_until_ready
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "ser_serve.cli", "gateway", "--engine", "triton", "--url",
+                                triton.http_url, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url, 120, lambda: process.poll() is None)
+        clip = encode(voice(1.4, 44_100, 2, seed=6), 44_100, "flac")
+        card = requests.post(f"{url}/predict", files={"file": ("clip.flac", clip)}, timeout=60)
+        assert card.status_code == 200, card.text
+        expected = in_label_order(classifier.predict(clip), classifier.labels)
+        assert np.abs(in_label_order(card.json(), classifier.labels) - expected).max() <= 1e-6
+        for data in (b"hello there", bytes(13 * 1024 * 1024), encode(voice(31.0, 8_000), 8_000, "wav")):
+            via_triton = requests.post(f"{url}/predict", data=data, headers={"Content-Type": "audio/wav"}, timeout=60)
+            direct = torchserve_answer(server, data)
+            # Triton itself can only say 400; the gateway gives back the status of the error's code.
+            assert via_triton.status_code == direct.status_code in (413, 415), via_triton.text
+            assert via_triton.json()["error"]["code"] == direct.json()["error"]["code"]
+        timeline = requests.post(f"{url}/timeline", data=clip, headers={"Content-Type": "audio/flac"}, timeout=60)
+        assert timeline.status_code == 404 and timeline.json()["error"]["code"] == "not_found"
+    finally:
+        kill_with_its_server(process)
+
+
 def test_health_metadata_metrics_and_no_model_control(triton):
     url = triton.http_url
     assert requests.get(f"{url}/v2/health/live", timeout=5).status_code == 200
