@@ -19,6 +19,7 @@ Listeners bind to 127.0.0.1 and the model-control API is off
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -137,8 +138,6 @@ class TritonServer:
         ]
 
     def environment(self) -> dict[str, str]:
-        import os
-
         root = bundled_server()
         inherited = os.environ.get("LD_LIBRARY_PATH")
         return {
