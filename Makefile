@@ -9,7 +9,7 @@ MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 PRECISION ?=
 PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 
-.PHONY: setup serve demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep bench-timeline loadtest grpc-stubs soak data train-demo evaluate-demo clean
+.PHONY: setup serve demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep bench-timeline loadtest grpc-stubs soak data train-demo evaluate-demo evaluate-demo-logo clean
 
 setup: $(VENV)/.installed
 
@@ -70,18 +70,45 @@ FAILOVER_ARGS ?= --replicas 2 --users 4 --seconds 40 --kill-after 15
 failover: setup test-tools
 	$(PY) -m ser_tools.replicas $(FAILOVER_ARGS)
 
-# Synthetic CREMA-D-style parquet splits (build/data/{train,validation,test}.parquet).
-data: setup
-	$(PY) -m ser_serve.cli synth --out build/data --per-label 400 25 50
+# The demo model's data (build/data/{train,validation,test}.parquet, CREMA-D-style, a `generator` column):
+# the project's synthetic voice (250/25/50 clips per label) and three text-to-speech engines from Debian
+# packages, espeak-ng, flite and festival (150/20/40 clips per label each; installed by
+# scripts/ensure_test_tools.sh --tts, with apt as root). About 5 minutes on 2 CPU cores.
+DATA_ARGS ?= --per-label 250 25 50 --tts-per-label 150 20 40 --generators synth espeak-ng flite festival
+data: build/data/.made
+build/data/.made: ser_train/synth.py ser_train/tts.py ser_train/dataset.py | $(VENV)/.installed
+	@bash scripts/ensure_test_tools.sh --tts
+	$(PY) -m ser_serve.cli synth --out build/data $(DATA_ARGS)
+	touch $@
 
-# Re-train the demo model from scratch (about 18 minutes on 2 CPU cores), then evaluate it.
+# The demo recipe: `small` preset from scratch, augmentation on the fly, label smoothing, bfloat16 autocast,
+# one torch thread (these machines are shared: two threads stall each other), temperature calibration.
+TRAIN_ARGS ?= --batch-size 16 --lr 1e-3 --warmup-steps 200 --crop-seconds 2.5 --augment 0.8 --label-smoothing 0.1 \
+	--calibration-copies 1 --threads 1 --bf16
+DEMO_EPOCHS ?= 10
+LOGO_EPOCHS ?= 8
+
+# Re-train the demo model on all generators (about 25 minutes on 2 shared CPU cores), then evaluate it.
 train-demo: data
 	$(PY) -m ser_serve.cli train --train build/data/train.parquet --validation build/data/validation.parquet \
-		--preset small --out build/demo --epochs 24 --batch-size 16 --lr 1e-3 --warmup-steps 200
-	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir build/demo --out build/demo/eval
+		--preset small --out build/demo --epochs $(DEMO_EPOCHS) $(TRAIN_ARGS)
+	$(MAKE) evaluate-demo DEMO_DIR=build/demo DEMO_EVAL=build/demo/eval
 
+# Evaluates a demo model: on the project's own held-out synthetic split (eval/synth) and on every generator's test clips
+# (eval/all): accuracy, macro-F1, confusion matrix, ECE (15 bins) and reliability diagram.
+DEMO_DIR ?= models/demo
+DEMO_EVAL ?= build/demo-eval
 evaluate-demo: data
-	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir models/demo --out build/demo-eval $(PRECISION_ARG)
+	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --generator synth --model-dir $(DEMO_DIR) \
+		--out $(DEMO_EVAL)/synth $(PRECISION_ARG)
+	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir $(DEMO_DIR) --out $(DEMO_EVAL)/all $(PRECISION_ARG)
+
+# Leave-one-generator-out: per held-out generator, train the recipe on the others and evaluate on it
+# (build/logo/summary.md; about 20 minutes per fold; a finished fold is kept, delete its folder to redo it).
+LOGO_HOLDOUT ?= espeak-ng flite festival
+evaluate-demo-logo: data
+	$(PY) -m ser_train.logo --data build/data --holdout $(LOGO_HOLDOUT) --out build/logo \
+		--train-args "--epochs $(LOGO_EPOCHS) $(TRAIN_ARGS)"
 
 # gRPC stubs from the installed TorchServe's own inference.proto (also made on first use).
 grpc-stubs: setup
