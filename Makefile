@@ -88,10 +88,14 @@ TRAIN_ARGS ?= --batch-size 16 --lr 1e-3 --warmup-steps 200 --crop-seconds 2.5 --
 DEMO_EPOCHS ?= 10
 LOGO_EPOCHS ?= 8
 
-# Re-train the demo model on all generators (about 25 minutes on 2 shared CPU cores), then evaluate it.
+# Re-train the demo model on all generators (about 25-40 minutes on 2 shared CPU cores), then evaluate it.
+# Its temperature: the one fitted on the leave-one-generator-out folds' held-out generators
+# (build/logo/summary.json; run `make evaluate-demo-logo` first), else the one fitted on validation.
 train-demo: data
 	$(PY) -m ser_serve.cli train --train build/data/train.parquet --validation build/data/validation.parquet \
 		--preset small --out build/demo --epochs $(DEMO_EPOCHS) $(TRAIN_ARGS)
+	@if [ -f build/logo/summary.json ]; then $(PY) -m ser_train.calibrate --model-dir build/demo --logo-summary build/logo/summary.json; \
+	else echo "note: no build/logo/summary.json: build/demo keeps the temperature fitted on validation"; fi
 	$(MAKE) evaluate-demo DEMO_DIR=build/demo DEMO_EVAL=build/demo/eval
 
 # Evaluates a demo model: on the project's own held-out synthetic split (eval/synth) and on every generator's test clips

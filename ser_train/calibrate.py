@@ -79,3 +79,52 @@ def fold_temperature(model, temperature: float) -> None:
         layer.weight.div_(temperature)
         if layer.bias is not None:
             layer.bias.div_(temperature)
+
+
+def refold(model_dir, temperature: float, source: str) -> dict:
+    """Make the checkpoint in ``model_dir`` answer softmax(z / ``temperature``) of its raw logits z.
+
+    The temperature already folded in is read from its ``training_log.json``
+    (``calibration.folded_temperature``, else ``calibration.temperature``, else 1),
+    so this can be run again with another T. The log records the new T and ``source``.
+    """
+    import json
+    from pathlib import Path
+
+    from transformers import AutoModelForAudioClassification
+
+    model_dir = Path(model_dir)
+    log_path = model_dir / "training_log.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {}
+    calibration = log.setdefault("calibration", {})
+    folded = calibration.get("folded_temperature", calibration.get("temperature", 1.0))
+    model = AutoModelForAudioClassification.from_pretrained(model_dir)
+    fold_temperature(model, temperature / folded)
+    model.save_pretrained(model_dir, safe_serialization=True)
+    calibration.update(folded_temperature=temperature, folded_temperature_source=source)
+    log_path.write_text(json.dumps(log, indent=2))
+    return calibration
+
+
+def main(argv=None) -> int:
+    """Fold the leave-one-generator-out runs' cross-generator temperature into a trained checkpoint."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m ser_train.calibrate", description=main.__doc__)
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--logo-summary", type=Path, required=True, help="summary.json of python -m ser_train.logo")
+    args = parser.parse_args(argv)
+    summary = json.loads(args.logo_summary.read_text())
+    if "cross_generator_temperature" not in summary:
+        raise SystemExit(f"{args.logo_summary} has no cross_generator_temperature (it needs two or more folds)")
+    temperature = summary["cross_generator_temperature"]
+    source = f"fitted (NLL) on the held-out test clips of the leave-one-generator-out folds {summary['folds']}"
+    refold(args.model_dir, temperature, source)
+    print(f"folded T = {temperature:.4f} into {args.model_dir} ({source})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

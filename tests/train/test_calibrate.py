@@ -51,3 +51,22 @@ def test_folded_temperature_gives_softmax_of_logits_over_t_to_the_cards_referenc
     labels = model.config.id2label
     assert [reference[labels[i]] for i in range(len(labels))] == pytest.approx(expected, abs=1e-6)
     assert not np.allclose(expected, softmax(logits), atol=1e-3)  # T really changed the answer
+
+
+def test_refold_replaces_the_folded_temperature_and_records_it(tiny_checkpoint, tmp_path):
+    import json
+    import shutil
+
+    import torch
+    from transformers import AutoModelForAudioClassification
+
+    shutil.copytree(tiny_checkpoint, tmp_path / "m")
+    (tmp_path / "m" / "training_log.json").write_text(json.dumps({"calibration": {"temperature": 0.8}}))
+    raw = AutoModelForAudioClassification.from_pretrained(tiny_checkpoint).classifier.weight.detach().clone()
+    for target in (1.5, 2.0):  # twice: the second refold starts from the first's temperature
+        calibrate.refold(tmp_path / "m", target, "test")
+    now = AutoModelForAudioClassification.from_pretrained(tmp_path / "m").classifier.weight.detach()
+    # The copied weights had T = 0.8 folded (by the log's word): now they carry 2.0 instead.
+    assert torch.allclose(now, raw * 0.8 / 2.0, atol=1e-7)
+    log = json.loads((tmp_path / "m" / "training_log.json").read_text())["calibration"]
+    assert log["folded_temperature"] == 2.0 and log["temperature"] == 0.8 and log["folded_temperature_source"] == "test"
