@@ -42,7 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=Path("build/data"), help="folder with train/validation/test.parquet")
     parser.add_argument("--holdout", nargs="+", default=list(GENERATORS[1:]), help="generators to hold out, one fold each")
     parser.add_argument("--out", type=Path, default=Path("build/logo"))
-    parser.add_argument("--preset", default="small")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--preset", default="small", help="train each fold from this random-init preset")
+    start.add_argument("--init-from", type=Path, help="or fine-tune each fold from this checkpoint (it must not have "
+                       "seen the held-out generators: the demo's first stage saw only the synthetic voice)")
     parser.add_argument("--train-args", default="", help="further `ser-serve train` options, as one string")
     return parser.parse_args(argv)
 
@@ -66,7 +69,7 @@ def fold(generator: str, args) -> dict:
     started = time.time()
     log = train.train(train.parse_args([
         "--train", str(args.data / "train.parquet"), "--validation", str(args.data / "validation.parquet"),
-        "--preset", args.preset, "--out", str(out / "model"), "--exclude-generator", generator, *args.train_args.split()]))
+        *(["--init-from", str(args.init_from)] if args.init_from else ["--preset", args.preset]), "--out", str(out / "model"), "--exclude-generator", generator, *args.train_args.split()]))
     minutes = (time.time() - started) / 60
     result = evaluate.evaluate(evaluate.parse_args([
         "--data", str(args.data / "test.parquet"), "--generator", generator, "--model-dir", str(out / "model"),
