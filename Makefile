@@ -9,7 +9,7 @@ MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 PRECISION ?=
 PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 
-.PHONY: setup serve demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth train-demo evaluate-demo evaluate-demo-logo clean
+.PHONY: setup serve demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo evaluate-demo-logo clean
 
 setup: $(VENV)/.installed
 
@@ -93,6 +93,11 @@ build/data-synth/.made: ser_train/synth.py ser_train/dataset.py | $(VENV)/.insta
 $(STAGE1)/config.json: build/data-synth/.made
 	$(PY) -m ser_serve.cli train --train build/data-synth/train.parquet --validation build/data-synth/validation.parquet \
 		--preset small --out $(STAGE1) --epochs 24 --batch-size 16 --lr 1e-3 --warmup-steps 200 --no-calibrate
+# Or take stage 1 from git instead of training it: the previous demo model (commit 6af9feb) is exactly that run.
+stage1-from-git:
+	mkdir -p $(STAGE1)
+	for f in config.json preprocessor_config.json model.safetensors training_log.json; do \
+		git show 6af9feb:models/demo/$$f > $(STAGE1)/$$f; done
 # Stage 2: fine-tune on every generator with augmentation on the fly, label smoothing, bfloat16 autocast and one
 # torch thread (these machines are shared: two threads stall each other); temperature calibration.
 TRAIN_ARGS ?= --batch-size 16 --lr 5e-4 --warmup-steps 100 --crop-seconds 2.5 --augment 0.8 --label-smoothing 0.1 \

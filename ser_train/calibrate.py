@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     if "cross_generator_temperature" not in summary:
         raise SystemExit(f"{args.logo_summary} has no cross_generator_temperature (it needs two or more folds)")
     temperature = summary["cross_generator_temperature"]
-    source = f"fitted (NLL) on the held-out test clips of the leave-one-generator-out folds {summary['folds']}"
+    source = f"fitted (NLL) on the held-out test clips of the leave-one-generator-out folds {summary['cross_generator_folds']}"
     refold(args.model_dir, temperature, source)
     print(f"folded T = {temperature:.4f} into {args.model_dir} ({source})")
     return 0

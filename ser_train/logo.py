@@ -102,7 +102,7 @@ def cross_generator(rows: list[dict], out: Path) -> dict:
     every = list(held_out.values())
     return {"cross_generator_temperature": fit_temperature(np.concatenate([z for z, _ in every]),
                                                            np.concatenate([y for _, y in every])),
-            "folds": sorted(held_out)}
+            "cross_generator_folds": sorted(held_out)}
 
 
 def table(rows: list[dict]) -> str:
