@@ -9,7 +9,7 @@ MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 PRECISION ?=
 PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 
-.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data train-demo evaluate-demo clean
+.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo evaluate-demo-logo clean
 
 setup: $(VENV)/.installed
 
@@ -75,18 +75,66 @@ FAILOVER_ARGS ?= --replicas 2 --users 4 --seconds 40 --kill-after 15
 failover: setup test-tools
 	$(PY) -m ser_tools.replicas $(FAILOVER_ARGS)
 
-# Synthetic CREMA-D-style parquet splits (build/data/{train,validation,test}.parquet).
-data: setup
-	$(PY) -m ser_serve.cli synth --out build/data --per-label 400 25 50
+# The demo model's data (build/data/{train,validation,test}.parquet, CREMA-D-style, a `generator` column):
+# the project's synthetic voice (250/25/50 clips per label) and three text-to-speech engines from Debian
+# packages, espeak-ng, flite and festival (150/20/40 clips per label each; installed by
+# scripts/ensure_test_tools.sh --tts, with apt as root). About 5 minutes on 2 CPU cores.
+DATA_ARGS ?= --per-label 250 25 50 --tts-per-label 150 20 40 --generators synth espeak-ng flite festival
+data: build/data/.made
+build/data/.made: ser_train/synth.py ser_train/tts.py ser_train/dataset.py | $(VENV)/.installed
+	@bash scripts/ensure_test_tools.sh --tts
+	$(PY) -m ser_serve.cli synth --out build/data $(DATA_ARGS)
+	touch $@
 
-# Re-train the demo model from scratch (about 18 minutes on 2 CPU cores), then evaluate it.
-train-demo: data
+# The demo recipe, in two stages.
+# Stage 1: the `small` preset from scratch on the synthetic voice alone (400/25/50 clips per label, 24 epochs;
+# about 18 minutes on 2 free CPU cores). Every stage-2 run starts from it; it has heard no text-to-speech voice,
+# so leave-one-generator-out folds over the TTS engines stay honest.
+STAGE1 ?= build/demo-stage1
+data-synth: build/data-synth/.made
+build/data-synth/.made: ser_train/synth.py ser_train/dataset.py | $(VENV)/.installed
+	$(PY) -m ser_serve.cli synth --out build/data-synth --per-label 400 25 50
+	touch $@
+$(STAGE1)/config.json: build/data-synth/.made
+	$(PY) -m ser_serve.cli train --train build/data-synth/train.parquet --validation build/data-synth/validation.parquet \
+		--preset small --out $(STAGE1) --epochs 24 --batch-size 16 --lr 1e-3 --warmup-steps 200 --no-calibrate
+# Or take stage 1 from git instead of training it: the previous demo model (commit 6af9feb) is exactly that run.
+stage1-from-git:
+	mkdir -p $(STAGE1)
+	for f in config.json preprocessor_config.json model.safetensors training_log.json; do \
+		git show 6af9feb:models/demo/$$f > $(STAGE1)/$$f; done
+# Stage 2: fine-tune on every generator with augmentation on the fly, label smoothing, bfloat16 autocast and one
+# torch thread (these machines are shared: two threads stall each other); temperature calibration.
+TRAIN_ARGS ?= --batch-size 16 --lr 5e-4 --warmup-steps 100 --crop-seconds 2.5 --augment 0.8 --label-smoothing 0.1 \
+	--calibration-copies 1 --threads 1 --bf16
+DEMO_EPOCHS ?= 6
+LOGO_EPOCHS ?= 5
+
+# Re-train the demo model: stage 1 (if missing), then stage 2 on all generators (about 30 minutes on 2 shared
+# CPU cores), then evaluate it. Its temperature: the one fitted on the leave-one-generator-out folds' held-out
+# generators (build/logo/summary.json: run `make evaluate-demo-logo` first), else the one fitted on validation.
+train-demo: data $(STAGE1)/config.json
 	$(PY) -m ser_serve.cli train --train build/data/train.parquet --validation build/data/validation.parquet \
-		--preset small --out build/demo --epochs 24 --batch-size 16 --lr 1e-3 --warmup-steps 200
-	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir build/demo --out build/demo/eval
+		--init-from $(STAGE1) --out build/demo --epochs $(DEMO_EPOCHS) $(TRAIN_ARGS)
+	@if [ -f build/logo/summary.json ]; then $(PY) -m ser_train.calibrate --model-dir build/demo --logo-summary build/logo/summary.json; \
+	else echo "note: no build/logo/summary.json: build/demo keeps the temperature fitted on validation"; fi
+	$(MAKE) evaluate-demo DEMO_DIR=build/demo DEMO_EVAL=build/demo/eval
 
+# Evaluates a demo model: on the project's own held-out synthetic split (eval/synth) and on every generator's test clips
+# (eval/all): accuracy, macro-F1, confusion matrix, ECE (15 bins) and reliability diagram.
+DEMO_DIR ?= models/demo
+DEMO_EVAL ?= build/demo-eval
 evaluate-demo: data
-	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir models/demo --out build/demo-eval $(PRECISION_ARG)
+	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --generator synth --model-dir $(DEMO_DIR) \
+		--out $(DEMO_EVAL)/synth $(PRECISION_ARG)
+	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir $(DEMO_DIR) --out $(DEMO_EVAL)/all $(PRECISION_ARG)
+
+# Leave-one-generator-out: per held-out TTS engine, stage 2 on the other generators from stage 1, evaluated on the
+# held-out engine (build/logo/summary.md; about 25 minutes per fold; a finished fold is kept, delete its folder to redo it).
+LOGO_HOLDOUT ?= espeak-ng flite festival
+evaluate-demo-logo: data $(STAGE1)/config.json
+	$(PY) -m ser_train.logo --data build/data --holdout $(LOGO_HOLDOUT) --out build/logo --init-from $(STAGE1) \
+		--train-args "--epochs $(LOGO_EPOCHS) $(TRAIN_ARGS)"
 
 # gRPC stubs from the installed TorchServe's own inference.proto (also made on first use).
 grpc-stubs: setup

@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
 # System programs the test suite drives for real (not needed to serve):
 #   nginx - the reverse proxy of the multi-replica test (tests/integration/test_replicas.py);
-#   chromium, chromium-driver - the real browser of the page test (tests/integration/test_page.py).
+#   chromium, chromium-driver - the real browser of the page test (tests/integration/test_page.py);
+#   espeak-ng, flite, festival + festvox-kallpc16k, festvox-kdlpc16k - the text-to-speech engines that voice
+#     the demo model's training data (ser_train/tts.py; `make data`, tests/train/test_tts.py).
 # Installed with apt when we are root; otherwise say exactly what to do.
+# `--tts` checks only the text-to-speech engines (what `make data` needs).
 set -euo pipefail
 missing=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+if [ "${1:-}" != "--tts" ]; then
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+fi
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v flite >/dev/null 2>&1 || missing+=(flite)
+command -v festival >/dev/null 2>&1 || missing+=(festival)
+[ -d /usr/share/festival/voices/english/kal_diphone ] || missing+=(festvox-kallpc16k)
+[ -d /usr/share/festival/voices/english/ked_diphone ] || missing+=(festvox-kdlpc16k)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing ${missing[*]} with apt-get for the tests ..."
+  echo "installing ${missing[*]} with apt-get ..."
   apt-get update -qq
   # policy-rc.d 101: packages must not start their services (the tests start their own, on loopback).
   made_policy=0
@@ -21,5 +31,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
   exit 0
 fi
-echo "error: the tests need: ${missing[*]}. Install them (e.g. 'sudo apt-get install ${missing[*]}') and run make again." >&2
+echo "error: these programs are needed: ${missing[*]}. Install them (e.g. 'sudo apt-get install ${missing[*]}') and run make again." >&2
 exit 1

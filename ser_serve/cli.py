@@ -115,7 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("synth", help="write synthetic emotional-speech parquet splits (train/validation/test)")
     p.add_argument("--out", type=Path, default=BUILD_DIR / "data")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--per-label", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=[400, 25, 50])
+    p.add_argument("--per-label", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=[400, 25, 50],
+                   help="clips per label of the project's own synthetic voice")
+    p.add_argument("--generators", nargs="+", default=["synth"],
+                   help="voice generators: synth (the project's voice), espeak-ng, flite, festival (text-to-speech)")
+    p.add_argument("--tts-per-label", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"),
+                   help="clips per label of each text-to-speech generator (default: --per-label)")
     p.set_defaults(run=_synth)
 
     p = commands.add_parser("sample", help="write a synthetic 'happy' utterance to try the server with")
@@ -159,8 +164,10 @@ def _synth(args) -> None:
     from ser_train.dataset import write_synthetic_dataset
 
     counts = dict(zip(("train", "validation", "test"), args.per_label))
-    for split, path in write_synthetic_dataset(args.out, args.seed, counts).items():
-        print(f"wrote {path} ({counts[split]} clips per label)")
+    tts_counts = dict(zip(("train", "validation", "test"), args.tts_per_label or args.per_label))
+    for split, path in write_synthetic_dataset(args.out, args.seed, counts, args.generators, tts_counts).items():
+        print(f"wrote {path} ({', '.join(args.generators)}; clips per label: synth {counts[split]}, "
+              f"text-to-speech {tts_counts[split]})")
 
 
 def _checkpoint(args) -> None:
@@ -348,7 +355,8 @@ def _say_which_model(model_dir: Path) -> None:
               "      its answers are meaningless. Serve your own with MODEL_DIR=/path/to/checkpoint.")
     elif model_dir == DEMO_MODEL_DIR.resolve():
         print("NOTE: serving the demo model. It was trained on SYNTHETIC speech made by this project\n"
-              "      (ser_train/synth.py), not on real recordings: it is not a real emotion model.\n"
+              "      (ser_train/synth.py and text-to-speech engines, emotions acted by rule), not on real\n"
+              "      recordings: it is not a real emotion model.\n"
               "      Serve your own with MODEL_DIR=/path/to/checkpoint.")
 
 

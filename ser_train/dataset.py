@@ -16,17 +16,22 @@ from tqdm import tqdm
 
 from ser_tools.encode import encode
 from ser_train.synth import EMOTIONS, SAMPLE_RATE, generate
+from ser_train import tts
 
 
 @dataclass(frozen=True)
 class Example:
     audio: bytes
     label: str
+    extra: object = None  # the value of read_examples' extra_column (e.g. the voice generator), if asked for
 
 
 def read_examples(path: str | Path, audio_column: str = "audio", label_column: str = "label",
-                  split: str | None = None, split_column: str = "split", id2label: dict | None = None) -> list[Example]:
+                  split: str | None = None, split_column: str = "split", id2label: dict | None = None,
+                  extra_column: str | None = None) -> list[Example]:
     """Examples of one parquet file (rows of ``split`` only, when given).
+
+    ``extra_column`` (e.g. ``generator``) is carried along in ``Example.extra``.
 
     Integer labels are mapped through ``id2label`` (the file's own
     ``ClassLabel`` names are not read; pass the mapping the dataset documents).
@@ -35,6 +40,8 @@ def read_examples(path: str | Path, audio_column: str = "audio", label_column: s
     missing = [c for c in (audio_column, label_column) if c not in table.column_names]
     if split is not None and split_column not in table.column_names:
         missing.append(split_column)
+    if extra_column is not None and extra_column not in table.column_names:
+        missing.append(extra_column)
     if missing:
         raise ValueError(f"{path} has no column(s) {missing}; it has {table.column_names}")
     rows = table.to_pylist()
@@ -48,7 +55,7 @@ def read_examples(path: str | Path, audio_column: str = "audio", label_column: s
             if id2label is None:
                 raise ValueError(f"{path}: integer labels need an id2label mapping")
             label = id2label[label]
-        examples.append(Example(bytes(data), str(label)))
+        examples.append(Example(bytes(data), str(label), row[extra_column] if extra_column else None))
     return examples
 
 
@@ -67,24 +74,42 @@ def write_examples(path: str | Path, examples: list[tuple[bytes, str, str]], ext
     return path
 
 
-SPLITS = {"train": 400, "validation": 25, "test": 50}  # clips per label (the demo model's data)
+SPLITS = {"train": 400, "validation": 25, "test": 50}  # clips per label (the synthetic voice alone)
+GENERATORS = ("synth",) + tts.ENGINES  # the project's own voice, then the text-to-speech engines
 
 
-def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict | None = None) -> dict[str, Path]:
+def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict | None = None,
+                            generators=("synth",), tts_per_label: dict | None = None) -> dict[str, Path]:
     """train/validation/test parquet files of synthetic emotional speech (16 kHz WAV bytes).
 
-    Each split uses its own seed, so speakers and utterances never repeat across splits.
+    ``generators``: the project's voice (``synth``, ``per_label`` clips per label
+    and split) and text-to-speech engines (``ser_train.tts``, ``tts_per_label``,
+    default ``per_label``). A ``generator`` column names each clip's source, a
+    ``voice`` column its speaker. Each split and generator uses its own seed,
+    so speakers and utterances never repeat across splits; TTS splits also use
+    disjoint sentences.
     """
     per_label = per_label or SPLITS
+    tts_per_label = tts_per_label or per_label
+    unknown = [g for g in generators if g not in GENERATORS]
+    if unknown:
+        raise ValueError(f"unknown generator(s) {unknown}; choose from {GENERATORS}")
     paths = {}
-    for offset, (split, count) in enumerate(per_label.items()):
-        rows, seconds, f0 = [], [], []
-        clips = generate(count, seed=seed * 1000 + offset)
-        for i, (emotion, samples, duration, speaker) in enumerate(
-                tqdm(clips, total=count * len(EMOTIONS), desc=f"synth {split}", unit="clip")):
-            rows.append((encode(samples, SAMPLE_RATE, "wav"), f"{split}/{i:05d}_{emotion}.wav", emotion))
-            seconds.append(duration)
-            f0.append(round(speaker.base_f0, 1))
+    for offset, split in enumerate(per_label):
+        rows, seconds, voice, source = [], [], [], []
+        for g_index, generator in enumerate(generators):
+            count = (per_label if generator == "synth" else tts_per_label)[split]
+            split_seed = seed * 1000 + offset + 100 * g_index
+            if generator == "synth":
+                clips = ((e, x, f"synth f0={s.base_f0:.0f}") for e, x, _, s in generate(count, seed=split_seed))
+            else:
+                clips = ((e, x, job.voice) for e, x, job in tts.generate(generator, count, split_seed, split))
+            for i, (emotion, samples, speaker) in enumerate(
+                    tqdm(clips, total=count * len(EMOTIONS), desc=f"{generator} {split}", unit="clip")):
+                rows.append((encode(samples, SAMPLE_RATE, "wav"), f"{split}/{generator}/{i:05d}_{emotion}.wav", emotion))
+                seconds.append(round(len(samples) / SAMPLE_RATE, 2))
+                voice.append(speaker)
+                source.append(generator)
         paths[split] = write_examples(Path(out_dir) / f"{split}.parquet", rows,
-                                      {"seconds": seconds, "speaker_f0": f0})
+                                      {"seconds": seconds, "voice": voice, "generator": source})
     return paths

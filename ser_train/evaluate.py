@@ -1,4 +1,8 @@
-"""`ser-serve evaluate`: accuracy, macro-F1, per-class F1 and a confusion matrix (JSON and PNG).
+"""`ser-serve evaluate`: accuracy, macro-F1, per-class F1, a confusion matrix, and calibration (JSON and PNGs).
+
+Calibration: the expected calibration error (ECE) of the top-1 answers over 15
+equal-width confidence bins, and a reliability diagram (accuracy against
+confidence per bin) next to the confusion matrix.
 
 In-process (``--model-dir``) or against a running server's ``/predictions``
 (``--url``); both classify the same bytes with the same code, so they give
@@ -20,6 +24,7 @@ from urllib3.util.retry import Retry
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from tqdm import tqdm
 
+from ser_train.calibrate import ECE_BINS, expected_calibration_error, reliability_bins
 from ser_train.dataset import read_examples
 from ser_serve.clients.auth import inference_token
 
@@ -31,6 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--split-column", default="split")
+    parser.add_argument("--generator", action="append", default=[], metavar="NAME",
+                        help="rows of this voice generator only (repeatable; column --generator-column)")
+    parser.add_argument("--generator-column", default="generator")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--model-dir", type=Path, help="evaluate in-process")
     where.add_argument("--url", help="evaluate against a server, e.g. http://127.0.0.1:8080")
@@ -44,17 +52,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def predict_in_process(model_dir: Path, examples, precision: str | None = None) -> list[str]:
+def predict_in_process(model_dir: Path, examples, precision: str | None = None) -> list[dict]:
+    """The server's answer (``results``, ``dominant``) for each example, computed in-process."""
     from ser_serve import EmotionClassifier
 
     classifier = EmotionClassifier.from_pretrained(model_dir, precision=precision)
     if precision:
         choice = classifier.model.precision_choice
         print(f"precision: requested {choice.requested}, running {choice.profile}; guard {choice.as_dict()['guard']}")
-    return [classifier.predict(e.audio)["dominant"]["label"] for e in tqdm(examples, desc="evaluate", unit="clip")]
+    return [classifier.predict(e.audio) for e in tqdm(examples, desc="evaluate", unit="clip")]
 
 
-def predict_over_http(url: str, model: str, token: str, examples, concurrency: int) -> list[str]:
+def predict_over_http(url: str, model: str, token: str, examples, concurrency: int) -> list[dict]:
     """Dominant labels from a server. Each thread has its own pooled session (requests.Session is not
     thread-safe); a 503 (full queue, out of memory) is retried with backoff, any other failure stops the run."""
     local = threading.local()
@@ -71,15 +80,25 @@ def predict_over_http(url: str, model: str, token: str, examples, concurrency: i
     def one(example):
         answer = session().put(f"{url.rstrip('/')}/predictions/{model}", data=example.audio, headers=headers, timeout=120)
         answer.raise_for_status()
-        return answer.json()["dominant"]["label"]
+        return answer.json()
 
     with ThreadPoolExecutor(concurrency) as pool:
         return list(tqdm(pool.map(one, examples), total=len(examples), desc="evaluate", unit="clip"))
 
 
-def report(truth: list[str], predicted: list[str]) -> dict:
+def report(truth: list[str], predicted: list[str], confidence: list[float] | None = None) -> dict:
+    """Accuracy, F1s and confusion matrix; with the top-1 ``confidence`` of each answer, also ECE and its bins."""
     labels = sorted(set(truth) | set(predicted))
     per_class = f1_score(truth, predicted, labels=labels, average=None, zero_division=0)
+    calibration = {}
+    if confidence is not None:
+        correct = [t == p for t, p in zip(truth, predicted)]
+        calibration = {
+            "ece": expected_calibration_error(confidence, correct),
+            "ece_bins": ECE_BINS,
+            "mean_confidence": float(np.mean(confidence)) if confidence else 0.0,
+            "reliability": reliability_bins(confidence, correct),
+        }
     return {
         "examples": len(truth),
         "accuracy": float(accuracy_score(truth, predicted)),
@@ -87,6 +106,7 @@ def report(truth: list[str], predicted: list[str]) -> dict:
         "per_class_f1": {label: float(score) for label, score in zip(labels, per_class)},
         "labels": labels,
         "confusion_matrix": confusion_matrix(truth, predicted, labels=labels).tolist(),
+        **calibration,
     }
 
 
@@ -115,26 +135,70 @@ def plot_confusion(result: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def plot_reliability(result: dict, path: Path, title: str) -> None:
+    """Reliability diagram: accuracy per confidence bin against the diagonal, with how many answers each holds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = result["reliability"]
+    width = 1 / len(bins)
+    lows = [b["low"] for b in bins]
+    fig, (ax, counts) = plt.subplots(2, 1, figsize=(6, 7), height_ratios=(3, 1), sharex=True)
+    ax.bar(lows, [b["accuracy"] or 0 for b in bins], width=width, align="edge", edgecolor="black",
+           color="tab:blue", label="accuracy")
+    filled = [b for b in bins if b["count"]]
+    ax.bar([b["low"] for b in filled], [abs(b["confidence"] - b["accuracy"]) for b in filled],
+           bottom=[min(b["confidence"], b["accuracy"]) for b in filled],
+           width=width, align="edge", color="tab:red", alpha=0.3, label="gap to mean confidence")
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left")
+    ax.set_title(f"{title}\nECE {result['ece']:.3f} ({result['ece_bins']} bins), accuracy {result['accuracy']:.3f}, "
+                 f"mean confidence {result['mean_confidence']:.3f}")
+    counts.bar(lows, [b["count"] for b in bins], width=width, align="edge", color="gray", edgecolor="black")
+    counts.set_xlabel("confidence (top-1 probability)")
+    counts.set_ylabel("answers")
+    counts.set_xlim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def evaluate(args) -> dict:
     examples = read_examples(args.data, args.audio_column, args.label_column, split=args.split,
-                             split_column=args.split_column)
+                             split_column=args.split_column,
+                             extra_column=args.generator_column if args.generator else None)
+    if args.generator:
+        examples = [e for e in examples if e.extra in args.generator]
+        if not examples:
+            raise SystemExit(f"no rows of generator(s) {args.generator} in {args.data}")
     if args.precision and args.url:
         raise SystemExit("--precision is for --model-dir; a server runs the profile its archive names")
     if args.url:
         token = inference_token(args.token, args.key_file)
-        predicted = predict_over_http(args.url, args.model, token, examples, args.concurrency)
+        answers = predict_over_http(args.url, args.model, token, examples, args.concurrency)
         source = f"{args.url} model {args.model}"
     else:
-        predicted = predict_in_process(args.model_dir, examples, args.precision)
+        answers = predict_in_process(args.model_dir, examples, args.precision)
         source = str(args.model_dir) + (f" precision {args.precision}" if args.precision else "")
-    result = report([e.label for e in examples], predicted)
-    result["data"] = str(args.data) + (f" [{args.split}]" if args.split else "")
+    result = report([e.label for e in examples], [a["dominant"]["label"] for a in answers],
+                    [a["dominant"]["score"] for a in answers])
+    result["data"] = (str(args.data) + (f" [{args.split}]" if args.split else "")
+                      + (f" generator {'+'.join(args.generator)}" if args.generator else ""))
     result["model"] = source
+    # Every answer's full scores, for analyses beyond this report (e.g. undoing a folded temperature).
+    result["scores"] = [{r["label"]: r["score"] for r in a["results"]} for a in answers]
+    result["truth"] = [e.label for e in examples]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps(result, indent=2))
-    plot_confusion(result, args.out / "confusion.png", Path(args.data).name)
-    print(f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f} on {len(examples)} clips "
-          f"-> {args.out / 'report.json'}, {args.out / 'confusion.png'}")
+    (args.out / "report.json").write_text(json.dumps(result, indent=1))
+    title = Path(args.data).name + (f" ({'+'.join(args.generator)})" if args.generator else "")
+    plot_confusion(result, args.out / "confusion.png", title)
+    plot_reliability(result, args.out / "reliability.png", title)
+    print(f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}, ECE {result['ece']:.4f} "
+          f"(15 bins) on {len(examples)} clips -> {args.out / 'report.json'}, confusion.png, reliability.png")
     return result
 
 

@@ -127,3 +127,18 @@ def kill_with_its_server(process) -> None:
             member.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+@pytest.fixture(scope="session")
+def tts_engines():
+    """The text-to-speech engines of ser_train.tts, installed by the project's own script if missing (apt as
+    root, as in CI); otherwise the script says what to install and the test fails: these tests never skip."""
+    import subprocess
+
+    from ser_train import tts
+
+    if tts.missing_engines():
+        script = Path(__file__).resolve().parents[1] / "scripts" / "ensure_test_tools.sh"
+        done = subprocess.run(["bash", str(script), "--tts"], capture_output=True, text=True)
+        assert done.returncode == 0 and not tts.missing_engines(), done.stderr
+    return tts.ENGINES

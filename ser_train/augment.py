@@ -1,0 +1,114 @@
+"""Training-time degradations: what a voice goes through between a mouth and the server.
+
+A model trained on clean generator output learns the generator's channel (its
+exact spectrum, its digital silence) as much as the prosody. Each training
+clip is therefore, with some probability, passed through a random chain of
+the things real uploads suffer: a room (reverberation), a narrow channel
+(telephone band, a random low-pass), a lossy codec (Opus, MP3, AMR-NB), level
+changes and background noise. The prosodic cues (pitch level and movement,
+rate, loudness contour) survive all of these; the generator's fingerprints do
+not, which is the point.
+
+Everything is driven by the ``numpy.random.Generator`` passed in, so a run is
+reproducible from its seed. Outputs keep the input's length and stay within
+[-1, 1].
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from scipy.signal import butter, fftconvolve, sosfilt
+
+SAMPLE_RATE = 16_000
+# Lossy codecs and bit rates a voice message or a call plausibly went through.
+CODECS = (("libopus", "ogg", 12_000), ("libopus", "ogg", 24_000), ("libmp3lame", "mp3", 32_000),
+          ("libmp3lame", "mp3", 64_000), ("libopencore_amrnb", "amr", 12_200))
+
+
+def add_noise(x: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """White or pink-ish (low-passed) noise at ``snr_db`` relative to the clip's RMS."""
+    noise = rng.standard_normal(len(x))
+    if rng.random() < 0.5:  # brown-ish noise: room hum and traffic sit low in the spectrum
+        noise = sosfilt(butter(1, 500, fs=SAMPLE_RATE, output="sos"), noise)
+    signal_rms = np.sqrt(np.mean(x**2)) + 1e-9
+    noise *= signal_rms / (np.sqrt(np.mean(noise**2)) + 1e-12) / 10 ** (snr_db / 20)
+    return x + noise
+
+
+def impulse_response(rt60: float, rng: np.random.Generator, seconds: float | None = None) -> np.ndarray:
+    """A synthetic room: exponentially decaying noise (60 dB down after ``rt60`` s) after a direct path."""
+    n = int((seconds or min(rt60, 1.0)) * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    tail = rng.standard_normal(n) * 10 ** (-3 * t / rt60)
+    tail[: int(0.002 * SAMPLE_RATE)] = 0.0  # the first reflections arrive a little after the direct sound
+    ir = tail * rng.uniform(0.1, 0.4) / (np.sqrt(np.sum(tail**2)) + 1e-12)
+    ir[0] = 1.0
+    return ir
+
+
+def reverberate(x: np.ndarray, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    wet = fftconvolve(x, impulse_response(rt60, rng))[: len(x)]
+    return wet * (np.abs(x).max() / (np.abs(wet).max() + 1e-9))
+
+
+def band_limit(x: np.ndarray, low: float | None, high: float | None) -> np.ndarray:
+    """Band-pass (telephone: 300-3400 Hz) or low-pass (``low`` None) with a 4th-order Butterworth."""
+    if low is None:
+        sos = butter(4, high, btype="lowpass", fs=SAMPLE_RATE, output="sos")
+    else:
+        sos = butter(4, (low, high), btype="bandpass", fs=SAMPLE_RATE, output="sos")
+    return sosfilt(sos, x)
+
+
+def codec_round_trip(x: np.ndarray, codec: str, container: str, bit_rate: int) -> np.ndarray:
+    """Encode with FFmpeg's ``codec`` at ``bit_rate`` (PyAV, in-process), decode with the serving decoder."""
+    import av
+
+    from ser_serve.audio import load_waveform
+
+    rate = {"libopus": 16_000, "libmp3lame": 16_000, "libopencore_amrnb": 8_000}[codec]
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=container) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        stream.bit_rate = bit_rate
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x, dtype=np.float32)[None], format="fltp", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate,
+                                      frame_size=stream.codec_context.frame_size or None)
+        for converted in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(converted):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    y = load_waveform(buffer.getvalue())
+    # Codecs add priming samples and pad to whole frames: keep the input's length (delay is under 30 ms).
+    return np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
+
+
+def random_codec(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return codec_round_trip(x, *CODECS[rng.integers(len(CODECS))])
+
+
+def augment(x: np.ndarray, rng: np.random.Generator, p: float = 0.8, codec: bool = True) -> np.ndarray:
+    """A random chain of degradations (each step with its own probability); the clip unchanged with 1 - ``p``.
+
+    ``codec=False`` skips the codec step (it costs milliseconds per clip; training applies it to a
+    cached copy instead, see ``ser_train.train``). Same length as ``x``, float32 within [-1, 1].
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if rng.random() >= p:
+        return np.asarray(x, dtype=np.float32)
+    peak = np.abs(x).max() + 1e-9
+    if rng.random() < 0.4:
+        x = reverberate(x, rng.uniform(0.15, 0.9), rng)
+    if rng.random() < 0.35:
+        x = band_limit(x, 300.0, 3400.0) if rng.random() < 0.5 else band_limit(x, None, rng.uniform(2500, 7000))
+    if codec and rng.random() < 0.3:
+        x = random_codec(x.astype(np.float32), rng).astype(np.float64)
+    if rng.random() < 0.6:
+        x = add_noise(x, rng.uniform(5, 35), rng)
+    # Gain: a level anywhere from a quiet phone to a hot microphone (peak 0.05..0.99).
+    x = x * (rng.uniform(0.05, 0.99) if rng.random() < 0.7 else peak) / (np.abs(x).max() + 1e-9)
+    return np.clip(x, -1, 1).astype(np.float32)

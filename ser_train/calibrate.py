@@ -1,0 +1,130 @@
+"""Confidence calibration: expected calibration error, temperature scaling, and folding T into the checkpoint.
+
+Temperature scaling (Guo et al. 2017) divides every logit by one scalar T
+fitted on held-out validation data to minimise the negative log-likelihood;
+the arg-max (so accuracy) does not change, only how sure the answers are.
+Softmax(z / T) with z = W h + b equals softmax((W / T) h + b / T), so dividing
+the final classifier layer's weight and bias by T bakes the calibration into
+the checkpoint: the server, the card's reference code
+(``AutoModelForAudioClassification``) and any other loader get the
+calibrated probabilities with no extra code or config field.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
+
+ECE_BINS = 15
+
+
+def expected_calibration_error(confidence, correct, bins: int = ECE_BINS) -> float:
+    """ECE of top-1 answers: sum over ``bins`` equal-width confidence bins (0, 1/B], ..., ((B-1)/B, 1] of
+    (share of answers in the bin) x |accuracy in the bin - mean confidence in the bin|."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if len(confidence) == 0:
+        return 0.0
+    # Bin i holds confidences in (i/B, (i+1)/B]; a confidence of exactly 0 goes to the first bin.
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece)
+
+
+def reliability_bins(confidence, correct, bins: int = ECE_BINS) -> list[dict]:
+    """Per bin: its edges, how many answers, their accuracy and mean confidence (None where empty)."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        members = index == b
+        rows.append({"low": b / bins, "high": (b + 1) / bins, "count": int(members.sum()),
+                     "accuracy": float(correct[members].mean()) if members.any() else None,
+                     "confidence": float(confidence[members].mean()) if members.any() else None})
+    return rows
+
+
+def ece_of_logits(logits, labels, temperature: float = 1.0, bins: int = ECE_BINS) -> float:
+    probabilities = softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=-1)
+    return expected_calibration_error(probabilities.max(-1), probabilities.argmax(-1) == np.asarray(labels), bins)
+
+
+def nll(logits, labels, temperature: float = 1.0) -> float:
+    logp = log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=-1)
+    return float(-logp[np.arange(len(labels)), np.asarray(labels)].mean())
+
+
+def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """The T > 0 minimising the mean negative log-likelihood of softmax(logits / T) (searched over log T)."""
+    result = minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))),
+                             bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
+                             options={"xatol": 1e-5})
+    return float(np.exp(result.x))
+
+
+def fold_temperature(model, temperature: float) -> None:
+    """Divide the sequence classifier's final layer (``classifier.weight``, ``classifier.bias``) by T in place."""
+    import torch
+
+    layer = model.classifier
+    if not isinstance(layer, torch.nn.Linear):
+        raise TypeError(f"expected the final classifier to be a Linear layer, got {type(layer).__name__}")
+    with torch.no_grad():
+        layer.weight.div_(temperature)
+        if layer.bias is not None:
+            layer.bias.div_(temperature)
+
+
+def refold(model_dir, temperature: float, source: str) -> dict:
+    """Make the checkpoint in ``model_dir`` answer softmax(z / ``temperature``) of its raw logits z.
+
+    The temperature already folded in is read from its ``training_log.json``
+    (``calibration.folded_temperature``, else ``calibration.temperature``, else 1),
+    so this can be run again with another T. The log records the new T and ``source``.
+    """
+    import json
+    from pathlib import Path
+
+    from transformers import AutoModelForAudioClassification
+
+    model_dir = Path(model_dir)
+    log_path = model_dir / "training_log.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {}
+    calibration = log.setdefault("calibration", {})
+    folded = calibration.get("folded_temperature", calibration.get("temperature", 1.0))
+    model = AutoModelForAudioClassification.from_pretrained(model_dir)
+    fold_temperature(model, temperature / folded)
+    model.save_pretrained(model_dir, safe_serialization=True)
+    calibration.update(folded_temperature=temperature, folded_temperature_source=source)
+    log_path.write_text(json.dumps(log, indent=2))
+    return calibration
+
+
+def main(argv=None) -> int:
+    """Fold the leave-one-generator-out runs' cross-generator temperature into a trained checkpoint."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="python -m ser_train.calibrate", description=main.__doc__)
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--logo-summary", type=Path, required=True, help="summary.json of python -m ser_train.logo")
+    args = parser.parse_args(argv)
+    summary = json.loads(args.logo_summary.read_text())
+    if "cross_generator_temperature" not in summary:
+        raise SystemExit(f"{args.logo_summary} has no cross_generator_temperature (it needs two or more folds)")
+    temperature = summary["cross_generator_temperature"]
+    source = f"fitted (NLL) on the held-out test clips of the leave-one-generator-out folds {summary['cross_generator_folds']}"
+    refold(args.model_dir, temperature, source)
+    print(f"folded T = {temperature:.4f} into {args.model_dir} ({source})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

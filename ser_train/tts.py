@@ -1,0 +1,279 @@
+"""Emotional prosody from the distribution's text-to-speech engines: espeak-ng, flite and festival.
+
+The project's own voice (``ser_train.synth``) is one generator; a model trained
+on it alone learns that voice, not emotion-like prosody, and answers anything
+else with misplaced certainty. These engines are other generators: different
+vocoders (formant synthesis, diphone concatenation, statistical parametric),
+different speakers and real sentences. Each is driven with the same
+*direction* of prosodic change per label as ``synth.PROFILES`` — pitch level,
+pitch range, speaking rate, loudness, and a final rise for surprise — through
+the controls the engine has:
+
+- espeak-ng: SSML ``<prosody pitch range rate volume>`` relative to the voice,
+  with its voice variants (m1..m7, f1..f5, klatt...) as speakers;
+- flite: ``int_f0_target_mean`` / ``int_f0_target_stddev`` (Hz) and
+  ``duration_stretch`` on the voices that honour them (kal, kal16, awb, slt;
+  rms ignores the F0 targets, so it is not used);
+- festival: ``int_lr_params`` (target F0 mean and deviation) and
+  ``Duration_Stretch`` for the diphone voices kal and ked, many utterances per
+  festival process (starting festival costs more than an utterance). The HTS
+  voice (slt) ignores F0 targets, so it is not used.
+
+None of this is emotional speech: it is speech whose prosody was set by rule.
+Every clip is decoded and resampled to 16 kHz mono by the serving decoder
+(``ser_serve.audio``), exactly what the server does with an upload.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ser_serve.audio import load_waveform
+from ser_train.synth import EMOTIONS, PROFILES
+
+SAMPLE_RATE = 16_000
+ENGINES = ("espeak-ng", "flite", "festival")
+# The Debian packages that provide them (scripts/ensure_test_tools.sh installs these).
+PACKAGES = ("espeak-ng", "flite", "festival", "festvox-kallpc16k", "festvox-kdlpc16k")
+
+# Neutral sentences (no emotional words, so the label lives in the prosody only).
+# The first SENTENCE_SPLIT[0] are for training, the next for validation, the rest for test.
+SENTENCES = (
+    "The train leaves at seven in the morning.",
+    "Please put the folder on the second shelf.",
+    "We moved the meeting to the room upstairs.",
+    "The bus stops at the corner of the street.",
+    "He wrote the numbers down on a small card.",
+    "The shop closes at six on most weekdays.",
+    "She parked the car next to the old garage.",
+    "The report has twelve pages and two tables.",
+    "Turn left after the bridge and keep going.",
+    "The kettle is on the counter by the window.",
+    "They painted the fence a light shade of grey.",
+    "I left my umbrella in the office yesterday.",
+    "The package arrived on Tuesday afternoon.",
+    "Our neighbours have a garden with tall trees.",
+    "The library opens again next Monday.",
+    "He carried the boxes up to the third floor.",
+    "The recipe needs two eggs and some flour.",
+    "We will take the early flight to Boston.",
+    "The cat is sleeping under the kitchen table.",
+    "The lecture starts right after lunch.",
+    "You can find the forms at the front desk.",
+    "The river runs along the edge of the town.",
+    "I bought bread and milk on the way home.",
+    "The printer on this floor needs new paper.",
+    "The children walk to school every day.",
+    "The door on the left leads to the yard.",
+    "My brother works at the station downtown.",
+    "The clock in the hall is five minutes fast.",
+    "There are four chairs around the table.",
+    "The letter was sent to the wrong address.",
+    "We usually have dinner at eight o'clock.",
+    "The bottle is in the fridge on the top shelf.",
+    "Someone called about the car this morning.",
+    "The road was closed for repairs last week.",
+    "She keeps her keys in the blue bowl.",
+    "The tickets are in the drawer by the door.",
+    # validation
+    "The plates go in the cupboard above the sink.",
+    "He reads the paper before he goes to work.",
+    "The garden gate was left open again.",
+    "We need to buy a new lamp for the desk.",
+    "The museum is closed on public holidays.",
+    "I saw your sister at the market today.",
+    # test
+    "The meeting will be held in the main hall.",
+    "Your coat is hanging behind the door.",
+    "The shop on the corner sells fresh fish.",
+    "They are moving to a flat near the park.",
+    "The water in the lake was very still.",
+    "The last bus leaves at half past eleven.",
+)
+SENTENCE_SPLIT = {"train": (0, 36), "validation": (36, 42), "test": (42, 48)}
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """Engine-neutral prosody of one clip, as multiples of the voice's own defaults."""
+    pitch: float      # F0 level multiplier
+    range: float      # F0 range (deviation) multiplier
+    rate: float       # speaking-rate multiplier (duration stretch = 1 / rate)
+    volume: float     # peak level, 0..1
+    ending: str       # sentence-final punctuation: "?" makes the engines' question intonation (a final rise)
+
+
+def emotion_prosody(emotion: str) -> Prosody:
+    """The label's prosody from synth.PROFILES, relative to its neutral profile.
+
+    Range and rate are compressed (a power below 1): the engines distort badly
+    at synth.py's extremes (a 5x pitch range, half speed).
+    """
+    p, n = PROFILES[emotion], PROFILES["neutral"]
+    return Prosody(
+        pitch=p.pitch / n.pitch,
+        range=(p.pitch_range / n.pitch_range) ** 0.6,
+        rate=(p.rate / n.rate) ** 0.8,
+        volume=float(np.clip(p.loudness * 1.1, 0.2, 0.98)),
+        ending="?" if p.final > 3 else ("!" if p.loudness >= 0.75 else "."),
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One clip to render: what, how, and by whom."""
+    text: str
+    prosody: Prosody
+    voice: str
+    speaker_pitch: float  # this 'speaker's' F0 multiplier on top of the voice's
+    speaker_rate: float   # and speaking-rate multiplier
+
+
+def _vary(prosody: Prosody, rng: np.random.Generator) -> Prosody:
+    """Clip-to-clip variation, so the labels overlap as they would between people."""
+    def jitter(value, sd):
+        return float(value * np.exp(sd * rng.standard_normal()))
+    return Prosody(jitter(prosody.pitch, 0.05), jitter(prosody.range, 0.15), jitter(prosody.rate, 0.07),
+                   float(np.clip(jitter(prosody.volume, 0.1), 0.1, 0.99)), prosody.ending)
+
+
+def _sentence(text: str, ending: str) -> str:
+    return text.rstrip(".!?") + ending
+
+
+# --- espeak-ng -----------------------------------------------------------------------------------------------
+ESPEAK_LANGUAGES = ("en-us", "en", "en-gb-x-rp", "en-gb-scotland", "en-029")
+ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
+                   "klatt", "klatt2", "klatt3", "Andy", "Annie", "Denis", "Gene", "Lee", "Mario", "Michael",
+                   "anika", "belinda", "edward", "grandma", "linda", "steph", "victor", "zac")
+
+
+def _espeak(job: Job, path: Path) -> None:
+    p = job.prosody
+    pitch = 100 * (p.pitch * job.speaker_pitch - 1)
+    ssml = (f'<speak><prosody pitch="{pitch:+.0f}%" range="{100 * p.range:.0f}%" '
+            f'rate="{100 * p.rate * job.speaker_rate:.0f}%">{_sentence(job.text, p.ending)}</prosody></speak>')
+    subprocess.run(["espeak-ng", "-v", job.voice, "-m", "-w", str(path), ssml], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+
+
+# --- flite ---------------------------------------------------------------------------------------------------
+# Each voice's typical F0 mean and deviation in Hz (measured here), which the targets scale.
+FLITE_VOICES = {"kal": (100.0, 14.0), "kal16": (100.0, 14.0), "awb": (125.0, 18.0), "slt": (170.0, 25.0)}
+
+
+def _flite(job: Job, path: Path) -> None:
+    p = job.prosody
+    mean, sd = FLITE_VOICES[job.voice]
+    f0 = mean * p.pitch * job.speaker_pitch
+    subprocess.run(["flite", "-voice", job.voice,
+                    "--setf", f"int_f0_target_mean={f0:.1f}",
+                    "--setf", f"int_f0_target_stddev={sd * p.range * p.pitch * job.speaker_pitch:.1f}",
+                    "--setf", f"duration_stretch={1 / (p.rate * job.speaker_rate):.3f}",
+                    "-t", _sentence(job.text, p.ending), "-o", str(path)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+
+
+# --- festival ------------------------------------------------------------------------------------------------
+FESTIVAL_VOICES = {"kal_diphone": (105.0, 14.0), "ked_diphone": (105.0, 15.0)}
+
+
+def _festival_script(jobs: list[Job], paths: list[Path]) -> str:
+    lines = []
+    for job, path in zip(jobs, paths):
+        p = job.prosody
+        mean, sd = FESTIVAL_VOICES[job.voice]
+        f0 = mean * p.pitch * job.speaker_pitch
+        text = _sentence(job.text, p.ending).replace("\\", "").replace('"', "")
+        # The voice's own setup resets int_lr_params and Duration_Stretch, so they are set after it.
+        lines += [
+            f"(voice_{job.voice})",
+            f"(set! int_lr_params '((target_f0_mean {f0:.1f}) (target_f0_std {sd * p.range * p.pitch * job.speaker_pitch:.1f})"
+            " (model_f0_mean 170) (model_f0_std 34)))",
+            f"(Parameter.set 'Duration_Stretch {1 / (p.rate * job.speaker_rate):.3f})",
+            f'(set! utt (utt.synth (Utterance Text "{text}")))',
+            f'(utt.save.wave utt "{path}" \'riff)',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _festival_batch(jobs: list[Job], paths: list[Path], workdir: Path) -> None:
+    script = workdir / f"batch_{paths[0].stem}.scm"
+    script.write_text(_festival_script(jobs, paths))
+    subprocess.run(["festival", "--batch", str(script)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, timeout=60 + 5 * len(jobs))
+
+
+VOICES = {"espeak-ng": None, "flite": tuple(FLITE_VOICES), "festival": tuple(FESTIVAL_VOICES)}
+# The programs each engine runs.
+PROGRAMS = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival"}
+
+
+def missing_engines(engines=ENGINES) -> list[str]:
+    """Engines whose program is not installed."""
+    return [e for e in engines if shutil.which(PROGRAMS[e]) is None]
+
+
+def random_job(engine: str, emotion: str, text: str, rng: np.random.Generator) -> Job:
+    """A clip of ``emotion`` by a random speaker of ``engine``."""
+    if engine == "espeak-ng":
+        voice = f"{ESPEAK_LANGUAGES[rng.integers(len(ESPEAK_LANGUAGES))]}+{ESPEAK_VARIANTS[rng.integers(len(ESPEAK_VARIANTS))]}"
+    else:
+        voice = VOICES[engine][rng.integers(len(VOICES[engine]))]
+    # Speakers: the same voice pitched higher or lower, faster or slower (as people differ).
+    return Job(text, _vary(emotion_prosody(emotion), rng), voice,
+               speaker_pitch=float(rng.uniform(0.85, 1.25)), speaker_rate=float(rng.uniform(0.9, 1.1)))
+
+
+def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple[float, float] = (25.0, 45.0),
+           threads: int = 2) -> list[np.ndarray]:
+    """16 kHz mono float32 clips of ``jobs``: the engine's output decoded by the serving decoder, scaled to
+    each job's volume, with faint background noise (engines output digital silence, which no microphone does)."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+    missing = missing_engines([engine])
+    if missing:
+        raise RuntimeError(f"{engine} is not installed; run scripts/ensure_test_tools.sh (apt-get install {' '.join(PACKAGES)})")
+    with tempfile.TemporaryDirectory(prefix=f"tts-{engine}-") as tmp:
+        workdir = Path(tmp)
+        paths = [workdir / f"{i:06d}.wav" for i in range(len(jobs))]
+        if engine == "festival":
+            chunks = [(jobs[i : i + 50], paths[i : i + 50]) for i in range(0, len(jobs), 50)]
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda c: _festival_batch(*c, workdir), chunks))
+        else:
+            one = _espeak if engine == "espeak-ng" else _flite
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(one, jobs, paths))
+        clips = []
+        for job, path in zip(jobs, paths):
+            x = load_waveform(path.read_bytes())
+            x = x * (job.prosody.volume / (np.abs(x).max() + 1e-9))
+            noise_rms = np.sqrt(np.mean(x**2)) / 10 ** (rng.uniform(*snr_db) / 20)
+            x = x + noise_rms * rng.standard_normal(len(x))
+            clips.append(np.clip(x, -1, 1).astype(np.float32))
+    return clips
+
+
+def generate(engine: str, count_per_label: int, seed: int, split: str = "train"):
+    """Yield ``(emotion, samples, job)`` for ``count_per_label`` clips of each label, deterministic for ``seed``.
+
+    Sentences come from ``split``'s share of :data:`SENTENCES`, so test sentences are never trained on.
+    """
+    rng = np.random.default_rng(seed)
+    first, last = SENTENCE_SPLIT[split]
+    jobs, emotions = [], []
+    for index in range(count_per_label * len(EMOTIONS)):
+        emotion = EMOTIONS[index % len(EMOTIONS)]
+        jobs.append(random_job(engine, emotion, SENTENCES[rng.integers(first, last)], rng))
+        emotions.append(emotion)
+    for start in range(0, len(jobs), 200):  # bounded temporary space
+        clips = render(engine, jobs[start : start + 200], rng)
+        yield from zip(emotions[start : start + 200], clips, jobs[start : start + 200])

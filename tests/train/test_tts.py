@@ -1,0 +1,78 @@
+"""Text-to-speech generators: 16 kHz mono clips whose prosody moves the way the label says."""
+
+import numpy as np
+import pytest
+
+from ser_train import tts
+from ser_train.synth import EMOTIONS
+
+SENTENCE = "The train leaves at seven in the morning and arrives before noon."
+VOICE = {"espeak-ng": "en-us+m3", "flite": "kal16", "festival": "kal_diphone"}
+
+
+def measure(x):
+    """Median F0 (Hz, voiced frames), duration (s) and RMS of a clip."""
+    import librosa
+
+    f0, voiced, _ = librosa.pyin(x, fmin=60, fmax=500, sr=16_000, frame_length=1024)
+    return float(np.median(f0[voiced])), len(x) / 16_000, float(np.sqrt(np.mean(x**2)))
+
+
+@pytest.mark.parametrize("engine", tts.ENGINES)
+def test_angry_is_higher_faster_and_louder_than_sad_and_surprise_is_higher_than_neutral(engine, tts_engines):
+    jobs = [tts.Job(SENTENCE, tts.emotion_prosody(e), VOICE[engine], 1.0, 1.0) for e in ("angry", "sad", "neutral", "surprise")]
+    angry, sad, neutral, surprise = tts.render(engine, jobs, np.random.default_rng(0))
+    for clip in (angry, sad, neutral, surprise):
+        assert clip.dtype == np.float32 and clip.ndim == 1 and np.abs(clip).max() <= 1.0
+    (angry_f0, angry_s, angry_rms), (sad_f0, sad_s, sad_rms) = measure(angry), measure(sad)
+    neutral_f0, neutral_s, _ = measure(neutral)
+    assert angry_f0 > 1.3 * sad_f0
+    assert angry_s < 0.7 * sad_s           # the same sentence, spoken faster
+    assert angry_rms > 2 * sad_rms
+    assert sad_f0 < neutral_f0 < angry_f0
+    assert measure(surprise)[0] > 1.25 * neutral_f0
+    assert angry_s < neutral_s < sad_s
+
+
+def test_clips_come_out_at_16_khz_through_the_serving_decoder(tts_engines, monkeypatch):
+    import ser_train.tts as module
+
+    rates = []
+    original = module.load_waveform
+
+    def spy(data):
+        import io
+
+        import soundfile
+
+        rates.append(soundfile.info(io.BytesIO(data)).samplerate)
+        return original(data)
+
+    monkeypatch.setattr(module, "load_waveform", spy)
+    clips = list(tts.generate("flite", 1, seed=1, split="test"))  # flite's kal voice writes 8 kHz: resampled
+    assert len(clips) == len(EMOTIONS) and 8_000 in rates
+    for emotion, samples, job in clips:
+        assert samples.dtype == np.float32 and samples.ndim == 1 and 1.0 < len(samples) / 16_000 < 10
+        assert job.text in tts.SENTENCES[slice(*tts.SENTENCE_SPLIT["test"])]
+
+
+@pytest.mark.parametrize("engine", tts.ENGINES)
+def test_generation_is_deterministic_for_a_seed_and_covers_every_label(engine, tts_engines):
+    first = [(e, j, x.tobytes()) for e, x, j in tts.generate(engine, 1, seed=5, split="validation")]
+    again = [(e, j, x.tobytes()) for e, x, j in tts.generate(engine, 1, seed=5, split="validation")]
+    assert first == again
+    assert [e for e, *_ in first] == list(EMOTIONS)
+    assert len({j.voice for _, j, _ in first} | {j.speaker_pitch for _, j, _ in first}) > 1  # several speakers
+
+
+def test_sentences_of_the_splits_are_disjoint():
+    splits = [set(tts.SENTENCES[slice(*bounds)]) for bounds in tts.SENTENCE_SPLIT.values()]
+    assert sum(len(s) for s in splits) == len(set(tts.SENTENCES)) == len(tts.SENTENCES)
+
+
+def test_prosody_follows_synth_profiles_direction():
+    p = {e: tts.emotion_prosody(e) for e in EMOTIONS}
+    assert p["neutral"] == tts.Prosody(1.0, 1.0, 1.0, p["neutral"].volume, ".")
+    assert p["angry"].pitch > 1 > p["sad"].pitch and p["angry"].rate > 1 > p["sad"].rate
+    assert p["sad"].volume < p["neutral"].volume < p["angry"].volume
+    assert p["surprise"].ending == "?" and max(v.range for v in p.values()) == p["surprise"].range
