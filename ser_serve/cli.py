@@ -341,7 +341,7 @@ def _serve_triton(args, model_dir: Path) -> int:
     from ser_serve.logs import configure_logging
     from ser_serve.serve_triton import serve_triton
 
-    configure_logging(args.log_format or "text")
+    configure_logging(args.log_format or ("json" if args.profile == "production" else "text"))
     _say_which_model(model_dir)
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ def serve_triton(args, model_dir: Path, sample: Path, sample_kind: str) -> int:
         repository = build_repository(model_dir, workdir / "triton-repository", args.model_config or
                                       _default_model_config(), precision=args.precision, gpu=gpu)
     except (InvalidCheckpoint, InvalidSettings) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"built {repository / 'ser'} ({'GPU' if gpu else 'CPU'} instances)", flush=True)
     triton = TritonServer(repository, workdir / "triton", http_port=args.triton_http_port,
@@ -50,7 +50,11 @@ def serve_triton(args, model_dir: Path, sample: Path, sample_kind: str) -> int:
     engine = Engine(predictions_url=triton.http_url, metrics_url=f"http://{triton.host}:{triton.metrics_port}",
                     alive=triton.is_running, ready=lambda: triton.is_ready() and not triton.broken(),
                     protocol="triton")
-    host, port = args.host or "127.0.0.1", args.port or 8090
+    production = args.profile == "production"
+    # The gateway's auth as for TorchServe: production requires the operator's token (or --no-auth); on a laptop
+    # the card's /predict is open. Triton itself has no authentication: it stays on --triton-host (loopback).
+    auth = Auth(token_file=args.token_file.resolve() if args.token_file else None, pass_through=not production)
+    host, port = args.host or ("0.0.0.0" if production else "127.0.0.1"), args.port or 8090
     gateway_url = f"http://{host}:{port}"
     request_body, header_length = write_curl_body(sample, workdir / "sample.v2")
 
@@ -67,8 +71,7 @@ def serve_triton(args, model_dir: Path, sample: Path, sample_kind: str) -> int:
         print("Press Ctrl-C (or send SIGTERM) to drain and stop.", flush=True)
 
     print(f"starting Triton (log: {triton.log_file}) ...", flush=True)
-    return serve(triton, engine, Auth(pass_through=True), GatewaySettings(host, port, args.drain_seconds),
-                 on_ready=announce)
+    return serve(triton, engine, auth, GatewaySettings(host, port, args.drain_seconds), on_ready=announce)
 
 
 def _default_model_config() -> Path:

@@ -261,3 +261,36 @@ def test_serve_engine_triton_restarts_a_crashed_model_process_and_stops_on_sigte
     finally:
         if serve.poll() is None:
             kill_with_its_server(serve)
+
+
+def test_production_profile_with_triton_requires_the_operators_token_at_the_gateway(tiny_checkpoint, tmp_path):
+    ports = {name: free_port() for name in ("http", "grpc", "metrics", "gateway")}
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    command = [sys.executable, "-m", "ser_serve.cli", "serve", "--engine", "triton", "--profile", "production",
+               "--token-file", str(token_file), "--model-dir", str(tiny_checkpoint), "--workdir", str(tmp_path / "w"),
+               "--host", "127.0.0.1", "--port", str(ports["gateway"]), "--triton-http-port", str(ports["http"]),
+               "--triton-grpc-port", str(ports["grpc"]), "--triton-metrics-port", str(ports["metrics"])]
+    serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and serve.poll() is None:
+            try:
+                if requests.get(f"{gateway}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(1)
+        clip = encode(voice(1.2, 16_000, seed=2), 16_000, "wav")
+        refused = requests.post(f"{gateway}/predict", files={"file": ("c.wav", clip)}, timeout=60)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
+        allowed = requests.post(f"{gateway}/predict", files={"file": ("c.wav", clip)}, timeout=60,
+                                headers={"Authorization": "Bearer s3cret-token"})
+        assert allowed.status_code == 200, allowed.text
+        serve.send_signal(signal.SIGTERM)
+        output = serve.communicate(timeout=90)[0]
+        assert serve.returncode == 0 and "s3cret-token" not in output  # no secret in the logs
+    finally:
+        if serve.poll() is None:
+            kill_with_its_server(serve)
