@@ -87,6 +87,20 @@ def record(protocol: str, status, seconds: float) -> None:
             STATE["audio_seconds"] += seconds
 
 
+def check_http_answer(response, protocol: str, seconds: float, answer_of, unreadable: str) -> None:
+    """Count an HTTP answer and mark it failed unless it is a 200 whose answer (``answer_of()``) passes the schema."""
+    record(protocol, response.status_code, seconds)
+    if response.status_code != 200:
+        response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
+        return
+    try:
+        problems = schema_problems(answer_of())
+    except (ValueError, KeyError):
+        problems = [unreadable]
+    if problems:
+        response.failure("; ".join(problems))
+
+
 class ClipPicker:
     """Each user walks the shared clip list from its own offset."""
 
@@ -117,16 +131,7 @@ class RestUser(FastHttpUser):
         path = f"/predictions/{self.environment.parsed_options.model}"
         with self.client.post(path, data=clip.data, headers=self.headers, name=f"REST {clip.format}",
                               catch_response=True) as response:
-            record("rest", response.status_code, clip.seconds)
-            if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
-                return
-            try:
-                problems = schema_problems(response.json())
-            except ValueError:
-                problems = ["body is not JSON"]
-            if problems:
-                response.failure("; ".join(problems))
+            check_http_answer(response, "rest", clip.seconds, lambda: response.json(), "body is not JSON")
 
 
 class GrpcUser(User):
@@ -183,16 +188,8 @@ class TritonRestUser(FastHttpUser):
         path = f"/v2/models/{self.environment.parsed_options.model}/infer"
         with self.client.post(path, data=body, headers=headers, name=f"Triton REST {clip.format}",
                               catch_response=True) as response:
-            record("triton-rest", response.status_code, clip.seconds)
-            if response.status_code != 200:
-                response.failure(f"HTTP {response.status_code}: {response.text[:200]}")
-                return
-            try:
-                problems = schema_problems(v2_answer(response.content)[0])
-            except (ValueError, KeyError):
-                problems = ["body is not a v2 answer with RESULT"]
-            if problems:
-                response.failure("; ".join(problems))
+            check_http_answer(response, "triton-rest", clip.seconds, lambda: v2_answer(response.content)[0],
+                              "body is not a v2 answer with RESULT")
 
 
 class TritonGrpcUser(User):

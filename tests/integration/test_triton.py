@@ -21,6 +21,7 @@ import requests
 
 from conftest import kill_with_its_server
 from corpus import bad_cases, good_cases
+from ser_serve.clients.probes import wait_until_ready
 from ser_serve.clients.triton import TritonClient, TritonError, v2_answer, v2_request
 from ser_serve.engines.process import free_port
 from ser_serve.engines.triton.server import start_on_free_ports
@@ -148,8 +149,6 @@ def test_plain_http_v2_request_with_binary_data(triton, classifier):
 
 def test_the_gateway_in_front_of_triton_answers_like_in_front_of_torchserve(triton, server, classifier):
     """`ser-serve gateway --engine triton --url ...`: the card's /predict, statuses as TorchServe's."""
-    from ser_serve.clients.probes import wait_until_ready
-
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "ser_serve.cli", "gateway", "--engine", "triton", "--url",
                                 triton.http_url, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -274,14 +273,7 @@ def test_production_profile_with_triton_requires_the_operators_token_at_the_gate
     serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     gateway = f"http://127.0.0.1:{ports['gateway']}"
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and serve.poll() is None:
-            try:
-                if requests.get(f"{gateway}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(1)
+        wait_until_ready(gateway, 180, lambda: serve.poll() is None)
         clip = encode(voice(1.2, 16_000, seed=2), 16_000, "wav")
         refused = requests.post(f"{gateway}/predict", files={"file": ("c.wav", clip)}, timeout=60)
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
