@@ -101,6 +101,26 @@ def check_http_answer(response, protocol: str, seconds: float, answer_of, unread
         response.failure("; ".join(problems))
 
 
+def report_grpc_answer(environment, protocol: str, name: str, seconds: float, call, errors, status_of) -> None:
+    """Time ``call()`` (a JSON answer), schema-check it, count it and report it to locust as a gRPC request.
+
+    An exception of type ``errors`` is a failed request with status ``status_of(error)``; others propagate.
+    """
+    started = time.perf_counter()
+    exception, status, length = None, 200, 0
+    try:
+        body = call()
+        length = len(json.dumps(body))
+        problems = schema_problems(body)
+        if problems:
+            status, exception = "error-body", AssertionError("; ".join(problems))
+    except errors as error:
+        status, exception = status_of(error), error
+    record(protocol, status, seconds)
+    environment.events.request.fire(request_type="gRPC", name=name, response_time=(time.perf_counter() - started) * 1000,
+                                    response_length=length, exception=exception, context={})
+
+
 class ClipPicker:
     """Each user walks the shared clip list from its own offset."""
 
@@ -155,22 +175,9 @@ class GrpcUser(User):
         import grpc
 
         clip = self.picker.next()
-        started = time.perf_counter()
-        exception, status, length = None, 200, 0
-        try:
-            body = self.grpc.predict(self.environment.parsed_options.model, clip.data)
-            length = len(json.dumps(body))
-            problems = schema_problems(body)
-            if problems:
-                status = "error-body"
-                exception = AssertionError("; ".join(problems))
-        except grpc.RpcError as error:
-            status, exception = error.code().name, error
-        record("grpc", status, clip.seconds)
-        self.environment.events.request.fire(
-            request_type="gRPC", name=f"gRPC {clip.format}", response_time=(time.perf_counter() - started) * 1000,
-            response_length=length, exception=exception, context={},
-        )
+        report_grpc_answer(self.environment, "grpc", f"gRPC {clip.format}", clip.seconds,
+                           lambda: self.grpc.predict(self.environment.parsed_options.model, clip.data),
+                           grpc.RpcError, lambda error: error.code().name)
 
 
 class TritonRestUser(FastHttpUser):
@@ -209,23 +216,10 @@ class TritonGrpcUser(User):
     @task
     def predict(self):
         clip = self.picker.next()
-        started = time.perf_counter()
-        exception, status, length = None, 200, 0
-        try:
-            body, _ = self.triton.predict(clip.data)
-            length = len(json.dumps(body))
-            problems = schema_problems(body)
-            if problems:
-                status, exception = "error-body", AssertionError("; ".join(problems))
-        except TritonError as error:
-            status, exception = error.status, error
-        except Exception as error:  # transport failures: counted, never fatal to the user
-            status, exception = type(error).__name__, error
-        record("triton-grpc", status, clip.seconds)
-        self.environment.events.request.fire(
-            request_type="gRPC", name=f"Triton gRPC {clip.format}", response_time=(time.perf_counter() - started) * 1000,
-            response_length=length, exception=exception, context={},
-        )
+        # Transport failures too are counted, never fatal to the user.
+        report_grpc_answer(self.environment, "triton-grpc", f"Triton gRPC {clip.format}", clip.seconds,
+                           lambda: self.triton.predict(clip.data)[0], Exception,
+                           lambda error: error.status if isinstance(error, TritonError) else type(error).__name__)
 
 
 class ConfiguredShape(LoadTestShape):

@@ -86,12 +86,7 @@ def serve_try_and_interrupt(command, cwd=None) -> dict:
 
     serve = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        lines = []
-        for line in serve.stdout:  # bounded: wait_ready() gives up after 180 s and the command exits
-            lines.append(line)
-            if "Press Ctrl-C" in line:
-                break
-        output = "".join(lines)
+        output = output_until_ready(serve)
         found = re.search(r"^\s*(curl .*)$", output, re.M)
         assert found, output
         curl = shlex.split(found.group(1))
@@ -110,6 +105,19 @@ def serve_try_and_interrupt(command, cwd=None) -> dict:
     finally:
         if serve.poll() is None:
             kill_with_its_server(serve)
+
+
+def output_until_ready(serve) -> str:
+    """What a `ser-serve serve` process printed up to its "Press Ctrl-C" line (text-mode stdout pipe).
+
+    Bounded: the command gives up on an engine not ready in time and exits, which ends the output.
+    """
+    lines = []
+    for line in serve.stdout:
+        lines.append(line)
+        if "Press Ctrl-C" in line:
+            break
+    return "".join(lines)
 
 
 def kill_with_its_server(process) -> None:

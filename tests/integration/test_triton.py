@@ -19,7 +19,7 @@ import psutil
 import pytest
 import requests
 
-from conftest import kill_with_its_server
+from conftest import kill_with_its_server, output_until_ready
 from corpus import bad_cases, good_cases
 from ser_serve.clients.probes import wait_until_ready
 from ser_serve.clients.triton import TritonClient, TritonError, v2_answer, v2_request
@@ -211,12 +211,7 @@ def test_serve_engine_triton_restarts_a_crashed_model_process_and_stops_on_sigte
                "--triton-metrics-port", str(ports["metrics"])]
     serve = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     try:
-        lines = []
-        for line in serve.stdout:  # bounded: the supervisor gives up on a server not ready in 300 s
-            lines.append(line)
-            if "Press Ctrl-C" in line:
-                break
-        output = "".join(lines)
+        output = output_until_ready(serve)
         # The printed v2 request works as printed.
         found = re.search(r"^\s*(curl -H 'Inference-Header-Content-Length.*)$", output, re.M)
         assert found, output
