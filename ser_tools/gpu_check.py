@@ -9,10 +9,15 @@ only) and batch size, in-process on the model path the workers use
 
 - exactness: a clip's scores in an exact padded batch against alone (max
   abs), and the profile against float32 (largest change, argmax agreement);
-- throughput: audio-s/s of exact length-aware batches;
+- throughput: audio-s/s of exact length-aware batches; for a group-norm
+  conv stack also with that stack run per clip (the CPU's path) instead of
+  masked over the padded batch (the GPU's);
 - decoding: audio-s/s of decoding uploads (a wav/mp3/m4a mix) with 1..N
   threads (``ser_serve.worker.prepare_uploads``), next to the model's rate:
-  decoding must keep up with the GPU.
+  decoding must keep up with the GPU;
+- the served path: a worker started as the engines start it (shipped GPU
+  settings, ``auto`` precision, fp16 on) answering the uploads, against a
+  CPU float32 worker's answers.
 
 The base-size checkpoint is made locally (random init): no network. Every
 stage is bounded by ``--budget-seconds`` in all; what did not fit is
@@ -82,6 +87,22 @@ def exactness(model: EmotionModel, features: list[np.ndarray], reference: np.nda
     }
 
 
+def per_clip_conv_rate(model: EmotionModel, features: list[np.ndarray], batch: int, audio: float, device: str,
+                       repeats: int) -> dict | None:
+    """Audio-s/s at ``batch`` with the group-norm conv stack run per clip instead of masked (the CPU's path), for comparison."""
+    encoder = model.model.base_model.feature_extractor
+    if not getattr(encoder, "masked_on_gpu", False):
+        return None
+    model.budget = BatchBudget(max_batch_samples=batch * 5 * 16_000, max_padding_ratio=4.0)
+    chunks = [features[i: i + batch] for i in range(0, len(features), batch)]
+    encoder.masked_on_gpu = False
+    try:
+        rate = audio / timed(lambda: [model.predict_proba(c) for c in chunks], device, repeats)
+    finally:
+        encoder.masked_on_gpu = True
+    return {"batch": batch, "rate": rate}
+
+
 def decode_rates(uploads: list[tuple[bytes, float]], model: EmotionModel, threads: list[int], device: str) -> dict:
     """Audio-s/s of decoding + feature extraction of ``uploads`` with each thread count."""
     from ser_serve.classifier import EmotionClassifier
@@ -94,6 +115,53 @@ def decode_rates(uploads: list[tuple[bytes, float]], model: EmotionModel, thread
         seconds = timed(lambda: prepare_uploads(classifier, [data for data, _ in uploads], threads=count), device, 2)
         rates[str(count)] = audio / seconds
     return rates
+
+
+def served_path(checkpoint: Path, uploads: list[tuple[bytes, float]], gpu: bool, auto_seconds: float) -> dict:
+    """The worker's own start-up and batch path (``ser_serve.worker``) with the shipped GPU settings and
+    ``auto`` precision, then with fp16 instead (the two exclude each other): what each ran, and its answers
+    against a CPU float32 worker's."""
+    from ser_serve import worker
+    from ser_serve.packaging import DEFAULT_MODEL_CONFIG, load_model_config
+    from ser_serve.settings import settings_from_model_yaml
+
+    data = [upload for upload, _ in uploads]
+    audio = sum(seconds for _, seconds in uploads)
+    reference = worker.start_classifier(checkpoint, settings_from_model_yaml(load_model_config(DEFAULT_MODEL_CONFIG)))
+    expected = [scores(answer) for answer in worker.answer_uploads(reference, data)]
+    del reference
+    rows = {}
+    for variant in ("auto", "fp16"):
+        config = load_model_config(DEFAULT_MODEL_CONFIG)
+        if variant == "auto":
+            config["ser"]["precision"] = {"profile": "auto", "auto_seconds": auto_seconds}
+        else:
+            config["ser"]["gpu"]["fp16"] = True
+        settings = settings_from_model_yaml(config)
+        served = worker.start_classifier(checkpoint, settings, gpu_id=0 if gpu else None)
+        threads = worker.decode_threads(settings, 0 if gpu else None)
+        worker.answer_uploads(served, data[:8], threads=threads)  # warm-up
+        started = time.perf_counter()
+        answers = [scores(answer) for answer in worker.answer_uploads(served, data, threads=threads)]
+        seconds = time.perf_counter() - started
+        rows[variant] = {
+            "device": str(served.model.device), "dtype": str(served.model.dtype), "decode_threads": threads,
+            "precision": served.model.precision_choice.as_dict(), "uploads": len(data),
+            "audio_s_per_s_decode_and_model": audio / seconds,
+            "max_change_vs_cpu_float32": max(max(abs(got[label] - score) for label, score in want.items())
+                                             for got, want in zip(answers, expected)),
+            "same_top_label": float(np.mean([max(got, key=got.get) == max(want, key=want.get)
+                                             for got, want in zip(answers, expected)])),
+        }
+        del served
+    return rows
+
+
+def scores(answer: dict) -> dict:
+    """{label: score} of a served answer (raises the upload's exception if it failed)."""
+    if isinstance(answer, Exception):
+        raise answer
+    return {item["label"]: item["score"] for item in answer["results"]}
 
 
 def run(out_path: Path, smoke: bool, budget_seconds: float, checkpoint_dir: Path) -> dict:
@@ -109,6 +177,7 @@ def run(out_path: Path, smoke: bool, budget_seconds: float, checkpoint_dir: Path
     features = [model.features(w) for w in waveforms]
     audio = float(sum(seconds))
     report["clips"] = {"count": len(features), "audio_s": audio}
+    report["group_norm_conv"] = "masked over the padded batch" if device == "cuda" else "per clip"
     probe = features[: 8 if not smoke else 4]  # mixed lengths: the padded path
     reference = model.predict_proba(probe)
     batch_sizes = (4, 8) if smoke else (8, 32, 64, 128)
@@ -131,18 +200,26 @@ def run(out_path: Path, smoke: bool, budget_seconds: float, checkpoint_dir: Path
                 chunks = [features[i: i + batch] for i in range(0, len(features), batch)]
                 row["audio_s_per_s"][str(batch)] = audio / timed(
                     lambda: [model.predict_proba(c) for c in chunks], device, 1 if smoke else 3)
+            if time.monotonic() < deadline:
+                row["per_clip_conv_audio_s_per_s"] = per_clip_conv_rate(model, features, batch_sizes[-1], audio, device,
+                                                                        1 if smoke else 3)
             report["profiles"][profile] = row
         finally:
             back()
             model.budget = BatchBudget(max_batch_samples=10**9, max_padding_ratio=4.0)
+    formats = ("wav", "mp3", "m4a")
+    count = 6 if smoke else 64
+    uploads = [(encode(waveforms[i], 16_000, formats[i % 3]), float(seconds[i])) for i in range(min(count, len(waveforms)))]
     if time.monotonic() < deadline:
-        formats = ("wav", "mp3", "m4a")
-        count = 6 if smoke else 64
-        uploads = [(encode(waveforms[i], 16_000, formats[i % 3]), float(seconds[i])) for i in range(min(count, len(waveforms)))]
         threads = [1, 2] if smoke else [1, 4, 8, min(16, os.cpu_count() or 1)]
         report["decode_audio_s_per_s"] = decode_rates(uploads, model, sorted(set(threads)), device)
     else:
         report["skipped"].append("decode: over the time budget")
+    if time.monotonic() < deadline:
+        del model  # the served path loads its own workers
+        report["served_path"] = served_path(checkpoint, uploads, device == "cuda", auto_seconds=2.0 if smoke else 20.0)
+    else:
+        report["skipped"].append("served path: over the time budget")
     report["seconds"] = round(budget_seconds - (deadline - time.monotonic()), 1)
     print(json.dumps(report, indent=2))
     Path(out_path).write_text(json.dumps(report, indent=2))

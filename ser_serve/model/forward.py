@@ -14,8 +14,16 @@ own, and :func:`make_exact` adapts them, each the cheapest exact way:
 
 - a conv stack with ``feat_extract_norm == "group"`` (wav2vec2-base,
   HuBERT-base, WavLM-base) normalises its first layer over the whole time
-  axis, so padding would change every frame: it runs once per clip on the
-  clip's own samples (:func:`per_clip_conv`) and its frames are zero-padded.
+  axis, so padding would change every frame. The convolutions themselves
+  are local (a clip's valid frames read only its own samples). On a GPU,
+  where a pass per clip is bound by kernel launches, the stack runs on the
+  padded batch and only that norm's statistics are taken over each clip's
+  valid frames (:func:`masked_group_norm_conv`). On a CPU it runs once per
+  clip on the clip's own samples (:func:`per_clip_conv`): measured 1.35x
+  (float32) and 1.7x (bfloat16) faster there than the padded batch, whose
+  activations outgrow the caches; so does any stack of another shape.
+  Either way the frames past a clip's end are zero, as if it had been run
+  alone and zero-padded.
 - data2vec-audio's positional embedding is a stack of convolutions: after
   the first, padded frames are no longer zero and the next layer would read
   them where alone it reads zero padding: they are zeroed again after every
@@ -59,8 +67,9 @@ def make_exact(model: nn.Module) -> list[str]:
     base = model.base_model
     adapted = []
     if model.config.model_type != "data2vec-audio" and getattr(model.config, "feat_extract_norm", "layer") == "group":
-        base.feature_extractor = PerClipConvEncoder(base.feature_extractor)
-        adapted.append("per-clip conv encoder")
+        masked = has_group_norm_first_layer(base.feature_extractor)
+        base.feature_extractor = GroupNormConvEncoder(base.feature_extractor, masked)
+        adapted.append("group-norm conv encoder: masked on GPU, per clip on CPU" if masked else "per-clip conv encoder")
     if model.config.model_type == "data2vec-audio":
         for layer in base.encoder.pos_conv_embed.layers:
             layer.register_forward_hook(lambda module, args, output: zero_padded_frames(base, output))
@@ -68,18 +77,65 @@ def make_exact(model: nn.Module) -> list[str]:
     return adapted
 
 
-class PerClipConvEncoder(nn.Module):
-    """The conv feature encoder, run per clip inside a padded batch (see :func:`per_clip_conv`)."""
+def has_group_norm_first_layer(encoder: nn.Module) -> bool:
+    """True for the stock group-norm stack: a first layer conv -> per-channel GroupNorm -> activation, then plain convs."""
+    layers = getattr(encoder, "conv_layers", None)
+    if not layers:
+        return False
+    first, rest = layers[0], layers[1:]
+    norm = getattr(first, "layer_norm", None)
+    plain_convs = all(isinstance(getattr(layer, "conv", None), nn.Conv1d) and layer.conv.padding == (0,)
+                      and layer.conv.dilation == (1,) for layer in layers)
+    return (plain_convs and isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels
+            and callable(getattr(first, "activation", None))
+            and all({name for name, _ in layer.named_children()} == {"conv", "activation"} for layer in rest))
 
-    def __init__(self, encoder: nn.Module):
+
+class GroupNormConvEncoder(nn.Module):
+    """The group-norm conv feature encoder, exact inside a padded batch (see :func:`masked_group_norm_conv`)."""
+
+    def __init__(self, encoder: nn.Module, masked: bool):
         super().__init__()
         self.encoder = encoder
+        self.masked_on_gpu = masked  # the stack has the stock shape masked_group_norm_conv needs
 
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         lengths = _CLIP_LENGTHS.get()
         if lengths is None:
             return self.encoder(input_values)
+        if self.masked_on_gpu and input_values.is_cuda:
+            return masked_group_norm_conv(self.encoder, input_values, lengths)
         return per_clip_conv(self.encoder, input_values, lengths)
+
+
+def masked_group_norm_conv(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The conv stack on the padded batch, its GroupNorm's statistics over each clip's valid frames only.
+
+    (batch, channels, frames); frames past a clip's own frames are zero. The
+    norm is computed in float32, as autocast runs GroupNorm.
+    """
+    first, *rest = encoder.conv_layers
+    hidden = first.conv(input_values[:, None])
+    valid = valid_frames(lengths, first.conv)
+    mask = (torch.arange(hidden.shape[-1], device=hidden.device)[None, :] < valid[:, None])[:, None, :]
+    out_dtype = torch.float32 if torch.is_autocast_enabled(hidden.device.type) else hidden.dtype
+    values, count = hidden.float(), valid[:, None, None].float()
+    mean = (values * mask).sum(-1, keepdim=True) / count
+    variance = (((values - mean) * mask) ** 2).sum(-1, keepdim=True) / count
+    norm = first.layer_norm
+    normalised = (values - mean) * torch.rsqrt(variance + norm.eps)
+    normalised = normalised * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
+    hidden = first.activation(normalised.to(out_dtype))
+    for layer in rest:
+        hidden = layer(hidden)
+        valid = valid_frames(valid, layer.conv)
+    keep = torch.arange(hidden.shape[-1], device=hidden.device)[None, :] < valid[:, None]
+    return hidden * keep[:, None, :].to(hidden.dtype)
+
+
+def valid_frames(lengths: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """Output frames of ``conv`` (no padding) that read only the first ``lengths`` input frames."""
+    return (lengths - conv.kernel_size[0]) // conv.stride[0] + 1
 
 
 def per_clip_conv(encoder: nn.Module, input_values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

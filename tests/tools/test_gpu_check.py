@@ -27,5 +27,14 @@ def test_smoke_run_reports_exactness_throughput_and_decoding_per_profile(tmp_pat
     for name, row in report["profiles"].items():
         assert row["finite"], name
         assert set(row["audio_s_per_s"]) == {"4", "8"} and all(rate > 0 for rate in row["audio_s_per_s"].values())
+        assert row["per_clip_conv_audio_s_per_s"]["rate"] > 0  # the tiny preset's conv stack is group-norm
+    assert report["group_norm_conv"] == "per clip"  # on a CPU
     assert set(report["decode_audio_s_per_s"]) == {"1", "2"}
     assert all(rate > 0 for rate in report["decode_audio_s_per_s"].values())
+    # The served path: both variants started as a worker does and answered like a float32 CPU worker.
+    served = report["served_path"]
+    assert set(served) == {"auto", "fp16"}
+    assert served["auto"]["precision"]["requested"] == "auto" and served["fp16"]["precision"]["requested"] == "float32"
+    assert served["fp16"]["dtype"] == "torch.float32"  # fp16 is for GPU workers only
+    for row in served.values():
+        assert row["uploads"] == 6 and row["same_top_label"] == 1.0 and row["max_change_vs_cpu_float32"] < 0.02

@@ -66,6 +66,41 @@ def test_clip_in_a_mixed_length_batch_equals_the_clip_alone(served, monkeypatch)
     np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("profile", ["float32", "bfloat16"])
+def test_masked_group_norm_conv_equals_the_conv_run_per_clip(served, profile):
+    """The GPU's batched group-norm conv stack (statistics over each clip's own frames) == the stack run per clip."""
+    import torch
+
+    name, _, classifier = served
+    if name not in GROUP_NORM:
+        pytest.skip("no group-norm conv stack")
+    encoder = classifier.model.model.base_model.feature_extractor
+    assert encoder.masked_on_gpu  # every group-norm preset has the stock shape
+    clips = [torch.from_numpy(classifier.prepare(voice(s, seed=i))) for i, s in enumerate((1.0, 0.6, 1.3))]
+    lengths = torch.tensor([len(c) for c in clips])
+    batch = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=profile == "bfloat16"):
+        masked = forward.masked_group_norm_conv(encoder.encoder, batch, lengths).float()
+        per_clip = forward.per_clip_conv(encoder.encoder, batch, lengths).float()
+    assert masked.shape == per_clip.shape
+    scale = per_clip.abs().max()
+    tolerance = 1e-5 if profile == "float32" else 2e-2  # bfloat16 keeps 8 bits of mantissa
+    assert (masked - per_clip).abs().max() <= tolerance * scale
+    assert per_clip[1, :, -5:].abs().max() == 0 and masked[1, :, -5:].abs().max() == 0  # the short clip's padding
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+def test_on_a_gpu_a_mixed_batch_runs_the_masked_conv_and_equals_each_clip_alone(tmp_path, monkeypatch):
+    checkpoint = make_preset_checkpoint("tiny", tmp_path, structure="wav2vec2-base")
+    classifier = EmotionClassifier.from_pretrained(checkpoint, device="cuda", budget=BatchBudget())
+    features = [classifier.prepare(voice(s, seed=i)) for i, s in enumerate(MIXED_SECONDS)]
+    alone = np.stack([classifier.model.predict_proba([f])[0] for f in features])
+    calls = spy(monkeypatch, forward, "masked_group_norm_conv", "per_clip_conv")
+    batched = classifier.model.predict_proba(features)
+    assert calls == {"masked_group_norm_conv": 1, "per_clip_conv": 0}
+    np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("seconds", [0.7, 1.6])
 def test_served_scores_equal_the_stock_reference(served, seconds):
     _, checkpoint, classifier = served
