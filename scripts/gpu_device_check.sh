@@ -24,9 +24,10 @@ import json, sys
 report = json.load(open(sys.argv[1]))
 for name, row in report["profiles"].items():
     rates = " ".join(f"b{b}={r:.0f}" for b, r in row["audio_s_per_s"].items())
+    extra = {k: (round(v) if isinstance(v, float) else v) for k, v in row.get("variants_audio_s_per_s", {}).items()}
     print(f"{name:9s} batch-vs-alone {row['batch_vs_alone_max_abs']:.1e} vs-fp32 {row['vs_float32_max_change']:.1e}"
-          f" agree {row['vs_float32_argmax_agreement']:.2f} audio-s/s {rates} per-clip-conv {row.get('per_clip_conv_audio_s_per_s')}")
-print("decode", {k: round(v) for k, v in report.get("decode_audio_s_per_s", {}).items()})
+          f" agree {row['vs_float32_argmax_agreement']:.2f} audio-s/s {rates} variants {extra}")
+print("decode processes", {k: round(v) for k, v in report.get("decode_audio_s_per_s", {}).items()})
 for name, row in report.get("served_path", {}).items():
     print("served", name, row["dtype"], row["precision"]["profile"], round(row["audio_s_per_s_decode_and_model"]),
           f"max change {row['max_change_vs_cpu_float32']:.1e} same top {row['same_top_label']}")

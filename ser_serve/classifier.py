@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -12,12 +13,34 @@ from ser_serve import timeline, vad
 from ser_serve.audio import AudioLimits, array_stream, from_array, load_waveform, open_stream, to_mono_16k
 from ser_serve.batching import BatchBudget
 from ser_serve.errors import NoSpeech
-from ser_serve.model.emotion_model import EmotionModel
+from ser_serve.model.emotion_model import EmotionModel, features_of
 from ser_serve.errors import SerError
 from ser_serve.response import to_response
 from ser_serve.settings import PrecisionSettings, TimelineSettings, VadSettings
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class UploadPreparer:
+    """Encoded upload -> model features: decode, validate, check for speech, normalise.
+
+    Holds only what that needs (no model weights) and pickles small, so a
+    decode process can hold one (ser_serve.decode_pool).
+    """
+
+    limits: AudioLimits
+    vad: VadSettings
+    feature_extractor: Any
+
+    def __call__(self, data: bytes | bytearray) -> np.ndarray:
+        return self.features(load_waveform(data, self.limits))
+
+    def features(self, waveform: np.ndarray) -> np.ndarray:
+        """Features of a decoded 16 kHz waveform, after the speech check."""
+        if self.vad.reject_no_speech and not vad.has_speech(waveform, self.vad):
+            raise NoSpeech("No speech was found in the audio (silence, or too quiet), so no emotion can be judged.")
+        return features_of(self.feature_extractor, waveform)
 
 
 class EmotionClassifier:
@@ -67,6 +90,11 @@ class EmotionClassifier:
     def labels(self) -> list[str]:
         return self.model.labels
 
+    @property
+    def preparer(self) -> UploadPreparer:
+        """What :meth:`prepare` does to encoded bytes, as a picklable object."""
+        return UploadPreparer(self.limits, self.vad, self.model.feature_extractor)
+
     def prepare(self, source: AudioSource, sample_rate: int | None = None) -> np.ndarray:
         """Decode/validate one input and return normalised model features.
 
@@ -78,15 +106,10 @@ class EmotionClassifier:
         """
         if isinstance(source, np.ndarray):
             checked = from_array(source, sample_rate, self.limits)
-            waveform = to_mono_16k(checked.samples, checked.sample_rate)
-        else:
-            if sample_rate is not None:
-                raise TypeError("sample_rate is only for arrays: an encoded file carries its own rate")
-            data = Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else source
-            waveform = load_waveform(data, self.limits)
-        if self.vad.reject_no_speech and not vad.has_speech(waveform, self.vad):
-            raise NoSpeech("No speech was found in the audio (silence, or too quiet), so no emotion can be judged.")
-        return self.model.features(waveform)
+            return self.preparer.features(to_mono_16k(checked.samples, checked.sample_rate))
+        if sample_rate is not None:
+            raise TypeError("sample_rate is only for arrays: an encoded file carries its own rate")
+        return self.preparer(Path(source).read_bytes() if isinstance(source, (str, os.PathLike)) else source)
 
     def predict_features(self, features: Sequence[np.ndarray]) -> list[dict]:
         """Responses for already prepared inputs, batched exactly; any bad row raises."""

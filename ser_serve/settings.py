@@ -77,17 +77,23 @@ class GpuSettings(_Section):
     """Used instead of the CPU settings when the worker has a GPU."""
 
     batching: BatchBudget = BatchBudget()
-    fp16: bool = False
-    # float16 is kept only if no probability moves more than this against float32.
-    fp16_tolerance: float = Field(1e-3, gt=0.0, le=1.0)
-    # Uploads of one batch decoded in parallel, so decoding keeps up with the GPU.
-    decode_threads: PositiveInt = 8
+    # Processes decoding a batch's uploads, so decoding keeps up with the GPU (ser_serve/decode_pool.py).
+    decode_processes: PositiveInt = 8
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fp16_moved(cls, values):
+        if isinstance(values, dict) and ({"fp16", "fp16_tolerance"} & set(values)):
+            raise ValueError("gpu.fp16 and gpu.fp16_tolerance are replaced by precision.profile: float16 "
+                             "(guarded against float32 like every profile; precision.guard sets the bounds)")
+        return values
 
 
 # float32: the reference. bfloat16: torch.autocast (about 2x on CPUs with AVX512-BF16, slower
-# without). int8: dynamic int8 activations and weights in the Linear layers (torchao). auto: the
-# fastest of these on this host that passes the guard, measured at worker start.
-PrecisionProfile = Literal["float32", "bfloat16", "int8", "auto"]
+# without). int8: dynamic int8 activations and weights in the Linear layers (torchao). float16:
+# half-precision weights, GPU only. auto: the fastest of these on this host that passes the
+# guard, measured at worker start.
+PrecisionProfile = Literal["float32", "bfloat16", "int8", "float16", "auto"]
 
 
 class PrecisionGuard(_Section):
@@ -167,21 +173,14 @@ class ServeSettings(_Section):
 
     # Intra-op threads per CPU worker; None leaves torch's default (all cores).
     torch_threads: PositiveInt | None = None
-    # Uploads of one batch decoded in parallel by a CPU worker (decoders release the GIL).
-    decode_threads: PositiveInt = 1
+    # Processes decoding a CPU worker's uploads; 1: in the worker's own process (ser_serve/decode_pool.py).
+    decode_processes: PositiveInt = 1
     limits: AudioLimits = AudioLimits()
     batching: BatchBudget = BatchBudget()
     gpu: GpuSettings = GpuSettings()
     vad: VadSettings = VadSettings()
     timeline: TimelineSettings = TimelineSettings()
     precision: PrecisionSettings = PrecisionSettings()
-
-    @model_validator(mode="after")
-    def _one_reduced_precision(self):
-        # gpu.fp16 casts the weights; a profile on top would guard one against the other, not against float32.
-        if self.gpu.fp16 and self.precision.profile != "float32":
-            raise ValueError(f"gpu.fp16 and precision.profile {self.precision.profile!r} exclude each other: choose one")
-        return self
 
     @classmethod
     def from_mapping(cls, values: dict | None, source: str = "model-config.yaml", prefix: str = "ser"):

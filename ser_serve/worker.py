@@ -2,7 +2,7 @@
 
 TorchServe's handler and Triton's Python-backend model both call these, so
 both engines start the same way (precision guard against float32, the
-padded-batch self-check, fp16 on a GPU) and answer a batch the same way:
+padded-batch self-check) and answer a batch the same way:
 each upload decoded on its own, a bad one failing alone with its typed
 error, the valid ones batched exactly. What differs between engines (how a
 request's bytes arrive, how an answer or an error is sent back, metrics) is
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,6 +22,7 @@ import torch
 
 from ser_serve.audio import TARGET_SAMPLE_RATE
 from ser_serve.classifier import EmotionClassifier
+from ser_serve.decode_pool import DecodePool
 from ser_serve.model import precision
 from ser_serve.model.calibration import calibration_clips, operator_clips
 from ser_serve.settings import ServeSettings
@@ -52,40 +51,24 @@ def start_classifier(checkpoint_dir: str | Path, settings: ServeSettings, gpu_id
     )
     _choose_precision(classifier, settings, model_dir)
     _check_exact_batching(classifier, model_dir)
-    if on_gpu and settings.gpu.fp16:
-        tolerance = settings.gpu.fp16_tolerance
-        difference = classifier.model.try_half_precision(tolerance, calibration_clips())
-        logger.info("fp16 max probability difference %.2e (tolerance %.0e): running in %s",
-                    difference, tolerance, classifier.model.dtype)
     logger.info("ser worker ready (%s): labels=%s device=%s dtype=%s precision=%s threads=%d settings=%s",
                 "timeline" if timeline else "clips", classifier.labels, device, classifier.model.dtype,
                 classifier.model.profile, torch.get_num_threads(), settings)
     return classifier
 
 
-def decode_threads(settings: ServeSettings, gpu_id: int | None) -> int:
-    """How many of a batch's uploads a worker decodes at once: ``ser.gpu.decode_threads`` on a GPU, else ``ser.decode_threads``."""
+def decode_pool(classifier: EmotionClassifier, settings: ServeSettings, gpu_id: int | None) -> DecodePool:
+    """The worker's decoder: ``ser.gpu.decode_processes`` processes on a GPU, else ``ser.decode_processes``."""
     on_gpu = torch.cuda.is_available() and gpu_id is not None
-    return settings.gpu.decode_threads if on_gpu else settings.decode_threads
+    processes = settings.gpu.decode_processes if on_gpu else settings.decode_processes
+    logger.info("uploads decoded %s", f"in {processes} processes" if processes > 1 else "in the worker's process")
+    return DecodePool(classifier.preparer, processes)
 
 
 def prepare_uploads(classifier: EmotionClassifier, uploads: Sequence[bytes | bytearray | Exception],
-                    threads: int = 1, on_decoded: OnDecoded | None = None) -> list[np.ndarray | Exception]:
-    """Each upload decoded and validated on its own (``threads`` at a time): its features, or its error."""
-
-    def prepare(upload) -> tuple[np.ndarray | Exception, float | None]:
-        if isinstance(upload, Exception):
-            return upload, None
-        started = time.perf_counter()
-        try:
-            return classifier.prepare(upload), (time.perf_counter() - started) * 1000
-        except Exception as exc:  # one bad upload must not fail its neighbours
-            return exc, None
-
-    if threads > 1 and len(uploads) > 1:
-        prepared = list(_decoder_pool(threads).map(prepare, uploads))
-    else:
-        prepared = [prepare(upload) for upload in uploads]
+                    decoder: DecodePool | None = None, on_decoded: OnDecoded | None = None) -> list[np.ndarray | Exception]:
+    """Each upload decoded and validated on its own (by ``decoder``; None: here, one by one): its features, or its error."""
+    prepared = (decoder or DecodePool(classifier.preparer)).prepare_all(uploads)
     if on_decoded:
         for features, milliseconds in prepared:
             if milliseconds is not None:
@@ -93,23 +76,17 @@ def prepare_uploads(classifier: EmotionClassifier, uploads: Sequence[bytes | byt
     return [features for features, _ in prepared]
 
 
-@lru_cache(maxsize=None)
-def _decoder_pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per worker process and size, kept for its lifetime (threads are reused batch after batch)."""
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ser-decode")
-
-
 def answer_uploads(classifier: EmotionClassifier, uploads: Sequence[bytes | bytearray | Exception],
-                   on_decoded: OnDecoded | None = None, threads: int = 1) -> list[dict | Exception]:
+                   on_decoded: OnDecoded | None = None, decoder: DecodePool | None = None) -> list[dict | Exception]:
     """One answer per upload, in order: the response dict, or the exception that upload alone failed with.
 
     An upload may already be an exception (the adapter could not find its
-    bytes). Uploads are decoded ``threads`` at a time; the valid clips share
+    bytes). Uploads are decoded by ``decoder`` (None: one by one, here); the valid clips share
     exact forward passes, and a forward pass that fails (e.g. out of memory)
     fails only its own clips, never with a raise, so the adapter can answer
     each request.
     """
-    prepared = prepare_uploads(classifier, uploads, threads, on_decoded)
+    prepared = prepare_uploads(classifier, uploads, decoder, on_decoded)
     answers: list[dict | Exception] = list(prepared)
     valid = [index for index, features in enumerate(prepared) if not isinstance(features, Exception)]
     if valid:

@@ -9,15 +9,16 @@ only) and batch size, in-process on the model path the workers use
 
 - exactness: a clip's scores in an exact padded batch against alone (max
   abs), and the profile against float32 (largest change, argmax agreement);
-- throughput: audio-s/s of exact length-aware batches; for a group-norm
-  conv stack also with that stack run per clip (the CPU's path) instead of
-  masked over the padded batch (the GPU's);
+- throughput: audio-s/s of exact length-aware batches; at one batch size
+  also with padding ratio 1.5 instead of 4, and for a group-norm conv stack
+  with that stack run per clip (the CPU's path) instead of masked over the
+  padded batch (the GPU's);
 - decoding: audio-s/s of decoding uploads (a wav/mp3/m4a mix) with 1..N
-  threads (``ser_serve.worker.prepare_uploads``), next to the model's rate:
+  decode processes (``ser_serve.decode_pool``), next to the model's rate:
   decoding must keep up with the GPU;
 - the served path: a worker started as the engines start it (shipped GPU
-  settings, ``auto`` precision, fp16 on) answering the uploads, against a
-  CPU float32 worker's answers.
+  settings; ``auto`` precision, then float16) answering the uploads, against
+  a CPU float32 worker's answers.
 
 The base-size checkpoint is made locally (random init): no network. Every
 stage is bounded by ``--budget-seconds`` in all; what did not fit is
@@ -61,20 +62,6 @@ def timed(fn, device: str, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
-def use_profile(model: EmotionModel, profile: str):
-    """Put ``model`` in ``profile`` ("float16": half weights); returns the function that restores float32."""
-    if profile == "float16":
-        model.model.half()
-        model.dtype = torch.float16
-        model.profile = precision.FLOAT32  # no autocast: the weights themselves are half
-
-        def back() -> None:
-            model.model.float()
-            model.dtype = torch.float32
-        return back
-    return precision.apply(model, profile)
-
-
 def exactness(model: EmotionModel, features: list[np.ndarray], reference: np.ndarray) -> dict:
     """Batch vs alone in the current profile, and the profile vs float32's ``reference`` rows."""
     together = model.predict_proba(features)
@@ -87,40 +74,53 @@ def exactness(model: EmotionModel, features: list[np.ndarray], reference: np.nda
     }
 
 
-def per_clip_conv_rate(model: EmotionModel, features: list[np.ndarray], batch: int, audio: float, device: str,
-                       repeats: int) -> dict | None:
-    """Audio-s/s at ``batch`` with the group-norm conv stack run per clip instead of masked (the CPU's path), for comparison."""
-    encoder = model.model.base_model.feature_extractor
-    if not getattr(encoder, "masked_on_gpu", False):
-        return None
-    model.budget = BatchBudget(max_batch_samples=batch * 5 * 16_000, max_padding_ratio=4.0)
+def batch_rate(model: EmotionModel, features: list[np.ndarray], batch: int, audio: float, device: str, repeats: int,
+               padding_ratio: float = 4.0) -> float:
+    """Audio-s/s of ``features`` sent ``batch`` at a time (in arrival order, as an engine batches them)."""
+    model.budget = BatchBudget(max_batch_samples=batch * 5 * 16_000, max_padding_ratio=padding_ratio)
     chunks = [features[i: i + batch] for i in range(0, len(features), batch)]
-    encoder.masked_on_gpu = False
     try:
-        rate = audio / timed(lambda: [model.predict_proba(c) for c in chunks], device, repeats)
+        return audio / timed(lambda: [model.predict_proba(c) for c in chunks], device, repeats)
     finally:
-        encoder.masked_on_gpu = True
-    return {"batch": batch, "rate": rate}
+        model.budget = BatchBudget(max_batch_samples=10**9, max_padding_ratio=4.0)
 
 
-def decode_rates(uploads: list[tuple[bytes, float]], model: EmotionModel, threads: list[int], device: str) -> dict:
-    """Audio-s/s of decoding + feature extraction of ``uploads`` with each thread count."""
+def variants(model: EmotionModel, features: list[np.ndarray], batch: int, audio: float, device: str,
+             repeats: int) -> dict:
+    """Audio-s/s at ``batch`` with one thing changed: padding ratio 1.5 instead of 4 (less padding, smaller
+    passes), and the group-norm conv stack run per clip (the CPU's path) instead of masked."""
+    rows = {"batch": batch, "padding_ratio_1.5": batch_rate(model, features, batch, audio, device, repeats, 1.5)}
+    encoder = model.model.base_model.feature_extractor
+    if getattr(encoder, "masked_on_gpu", False):
+        encoder.masked_on_gpu = False
+        try:
+            rows["per_clip_conv"] = batch_rate(model, features, batch, audio, device, repeats)
+        finally:
+            encoder.masked_on_gpu = True
+    return rows
+
+
+def decode_rates(uploads: list[tuple[bytes, float]], model: EmotionModel, processes: list[int], device: str) -> dict:
+    """Audio-s/s of decoding + feature extraction of ``uploads`` with each number of decode processes."""
     from ser_serve.classifier import EmotionClassifier
-    from ser_serve.worker import prepare_uploads
+    from ser_serve.decode_pool import DecodePool
 
-    classifier = EmotionClassifier(model)
+    preparer = EmotionClassifier(model).preparer
     audio = sum(seconds for _, seconds in uploads)
     rates = {}
-    for count in threads:
-        seconds = timed(lambda: prepare_uploads(classifier, [data for data, _ in uploads], threads=count), device, 2)
-        rates[str(count)] = audio / seconds
+    for count in processes:
+        pool = DecodePool(preparer, count)
+        try:
+            pool.prepare_all([data for data, _ in uploads[:count * 2]])  # starts the processes
+            rates[str(count)] = audio / timed(lambda: pool.prepare_all([data for data, _ in uploads]), device, 2)
+        finally:
+            pool.close()
     return rates
 
 
 def served_path(checkpoint: Path, uploads: list[tuple[bytes, float]], gpu: bool, auto_seconds: float) -> dict:
     """The worker's own start-up and batch path (``ser_serve.worker``) with the shipped GPU settings and
-    ``auto`` precision, then with fp16 instead (the two exclude each other): what each ran, and its answers
-    against a CPU float32 worker's."""
+    ``auto`` precision, then ``float16``: what each ran, and its answers against a CPU float32 worker's."""
     from ser_serve import worker
     from ser_serve.packaging import DEFAULT_MODEL_CONFIG, load_model_config
     from ser_serve.settings import settings_from_model_yaml
@@ -131,23 +131,23 @@ def served_path(checkpoint: Path, uploads: list[tuple[bytes, float]], gpu: bool,
     expected = [scores(answer) for answer in worker.answer_uploads(reference, data)]
     del reference
     rows = {}
-    for variant in ("auto", "fp16"):
+    for profile in ("auto", "float16"):
         config = load_model_config(DEFAULT_MODEL_CONFIG)
-        if variant == "auto":
-            config["ser"]["precision"] = {"profile": "auto", "auto_seconds": auto_seconds}
-        else:
-            config["ser"]["gpu"]["fp16"] = True
+        config["ser"]["precision"] = {"profile": profile, "auto_seconds": auto_seconds}
         settings = settings_from_model_yaml(config)
         served = worker.start_classifier(checkpoint, settings, gpu_id=0 if gpu else None)
-        threads = worker.decode_threads(settings, 0 if gpu else None)
-        worker.answer_uploads(served, data[:8], threads=threads)  # warm-up
-        started = time.perf_counter()
-        answers = [scores(answer) for answer in worker.answer_uploads(served, data, threads=threads)]
-        seconds = time.perf_counter() - started
-        rows[variant] = {
-            "device": str(served.model.device), "dtype": str(served.model.dtype), "decode_threads": threads,
-            "precision": served.model.precision_choice.as_dict(), "uploads": len(data),
-            "audio_s_per_s_decode_and_model": audio / seconds,
+        decoder = worker.decode_pool(served, settings, 0 if gpu else None)
+        try:
+            worker.answer_uploads(served, data[:16], decoder=decoder)  # warm-up, starts the decode processes
+            started = time.perf_counter()
+            answers = [scores(answer) for answer in worker.answer_uploads(served, data, decoder=decoder)]
+            seconds = time.perf_counter() - started
+        finally:
+            decoder.close()
+        rows[profile] = {
+            "device": str(served.model.device), "dtype": str(served.model.dtype),
+            "decode_processes": decoder.processes, "precision": served.model.precision_choice.as_dict(),
+            "uploads": len(data), "audio_s_per_s_decode_and_model": audio / seconds,
             "max_change_vs_cpu_float32": max(max(abs(got[label] - score) for label, score in want.items())
                                              for got, want in zip(answers, expected)),
             "same_top_label": float(np.mean([max(got, key=got.get) == max(want, key=want.get)
@@ -180,14 +180,15 @@ def run(out_path: Path, smoke: bool, budget_seconds: float, checkpoint_dir: Path
     report["group_norm_conv"] = "masked over the padded batch" if device == "cuda" else "per clip"
     probe = features[: 8 if not smoke else 4]  # mixed lengths: the padded path
     reference = model.predict_proba(probe)
-    batch_sizes = (4, 8) if smoke else (8, 32, 64, 128)
+    batch_sizes = (4, 8) if smoke else (8, 32, 64, 128, 256)
+    repeats = 1 if smoke else 3
     profiles = ["float32", "bfloat16"] + (["float16"] if device == "cuda" else [])
     report["profiles"] = {}
     for profile in profiles:
         if time.monotonic() > deadline:
             report["skipped"].append(f"profile {profile}: over the time budget")
             continue
-        back = use_profile(model, profile)
+        back = precision.apply(model, profile)
         try:
             row = exactness(model, probe, reference)
             row["audio_s_per_s"] = {}
@@ -196,23 +197,18 @@ def run(out_path: Path, smoke: bool, budget_seconds: float, checkpoint_dir: Path
                 if time.monotonic() > deadline:
                     report["skipped"].append(f"{profile} batch {batch}: over the time budget")
                     continue
-                model.budget = BatchBudget(max_batch_samples=batch * 5 * 16_000, max_padding_ratio=4.0)
-                chunks = [features[i: i + batch] for i in range(0, len(features), batch)]
-                row["audio_s_per_s"][str(batch)] = audio / timed(
-                    lambda: [model.predict_proba(c) for c in chunks], device, 1 if smoke else 3)
+                row["audio_s_per_s"][str(batch)] = batch_rate(model, features, batch, audio, device, repeats)
             if time.monotonic() < deadline:
-                row["per_clip_conv_audio_s_per_s"] = per_clip_conv_rate(model, features, batch_sizes[-1], audio, device,
-                                                                        1 if smoke else 3)
+                row["variants_audio_s_per_s"] = variants(model, features, batch_sizes[-2], audio, device, repeats)
             report["profiles"][profile] = row
         finally:
             back()
-            model.budget = BatchBudget(max_batch_samples=10**9, max_padding_ratio=4.0)
     formats = ("wav", "mp3", "m4a")
     count = 6 if smoke else 64
     uploads = [(encode(waveforms[i], 16_000, formats[i % 3]), float(seconds[i])) for i in range(min(count, len(waveforms)))]
     if time.monotonic() < deadline:
-        threads = [1, 2] if smoke else [1, 4, 8, min(16, os.cpu_count() or 1)]
-        report["decode_audio_s_per_s"] = decode_rates(uploads, model, sorted(set(threads)), device)
+        processes = [1, 2] if smoke else [1, 4, 8, min(16, os.cpu_count() or 1)]
+        report["decode_audio_s_per_s"] = decode_rates(uploads, model, sorted(set(processes)), device)
     else:
         report["skipped"].append("decode: over the time budget")
     if time.monotonic() < deadline:

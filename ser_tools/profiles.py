@@ -27,7 +27,9 @@ from ser_tools.clipmix import ClipMix, load_or_make_clips
 
 def compare_profiles(checkpoint: str | Path, waveforms, batch_size: int = 8, rounds: int = 3, log=print) -> dict:
     """Per profile: audio-s/s of exact batches (median of ``rounds``), ratio to float32, max change and agreement."""
-    models = {name: EmotionModel(checkpoint, device="cpu") for name in precision.PROFILES}
+    cpu = EmotionModel(checkpoint, device="cpu").device
+    models = {name: EmotionModel(checkpoint, device="cpu")
+              for name in (precision.FLOAT32, *precision.auto_candidates(cpu))}
     for name, model in models.items():
         precision.apply(model, name)
     features = [models[precision.FLOAT32].features(w) for w in waveforms]

@@ -109,7 +109,7 @@ def test_archive_carries_the_runtime_core_the_adapter_and_the_checkpoint_and_not
     code = [name for name in names if name.endswith(".py")]
     runtime_core = {"ser_serve/__init__.py", "ser_serve/errors.py", "ser_serve/settings.py", "ser_serve/batching.py",
                     "ser_serve/response.py", "ser_serve/classifier.py", "ser_serve/vad.py", "ser_serve/timeline.py",
-                    "ser_serve/worker.py"}
+                    "ser_serve/worker.py", "ser_serve/decode_pool.py"}
     adapter = {"ser_serve/engines/__init__.py", "ser_serve/engines/torchserve/__init__.py",
                "ser_serve/engines/torchserve/handler.py", "ser_serve/engines/torchserve/metrics.py"}
     packages = ("ser_serve/audio/", "ser_serve/model/")

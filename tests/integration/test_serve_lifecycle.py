@@ -29,10 +29,11 @@ CLIP = encode(voice(1.5, seed=5), 16_000, "wav")
 class Served:
     """A running `ser-serve serve` subprocess, its output collected by a reader thread."""
 
-    def __init__(self, tmp_path, checkpoint, *options, batch_delay_ms=1):
+    def __init__(self, tmp_path, checkpoint, *options, batch_delay_ms=1, ser=None):
         config = write_properties(with_free_ports(read_properties(DEFAULT_SERVER_CONFIG)), tmp_path / "config.properties")
         model_config = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
         model_config.update(batchSize=8, maxBatchDelay=batch_delay_ms)
+        model_config["ser"].update(ser or {})
         (tmp_path / "model-config.yaml").write_text(yaml.safe_dump(model_config))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -104,6 +105,44 @@ def test_sigterm_answers_every_request_in_flight_refuses_new_ones_and_frees_ever
         assert "draining" in served.output
     finally:
         served.stop()
+
+
+def test_a_torchserve_worker_decodes_in_its_decode_processes_and_takes_them_along_on_sigterm(tiny_checkpoint, tmp_path,
+                                                                                             classifier):
+    """ser.decode_processes (a GPU worker's default is 8) works inside TorchServe's own worker process (spawned
+    processes re-import its main module), answers as in-process, and leaves no process behind."""
+    served = Served(tmp_path, tiny_checkpoint, batch_delay_ms=500, ser={"decode_processes": 2})
+    try:
+        served.wait_ready()
+        token = json.loads((served.workdir / "key_file.json").read_text())["inference"]["key"]
+        clips = [encode(voice(1.0 + 0.2 * i, seed=i), 16_000, fmt) for i, fmt in enumerate(("wav", "mp3", "m4a", "flac"))]
+        with ThreadPoolExecutor(5) as pool:
+            answers = list(pool.map(lambda data: put(served.url, data, Authorization=f"Bearer {token}"),
+                                    [*clips, b"not audio at all"]))
+        assert [answer.status_code for answer in answers] == [200] * 4 + [415], [a.text for a in answers]
+        for clip, answer in zip(clips, answers):
+            assert answer.json()["dominant"]["label"] == classifier.predict(clip)["dominant"]["label"]
+            assert abs(answer.json()["dominant"]["score"] - classifier.predict(clip)["dominant"]["score"]) < 1e-5
+        workers = [p for p in psutil.process_iter() if _worker_of(p, served.workdir)]  # ser and ser-timeline
+        children = [child for worker in workers for child in worker.children()]  # also multiprocessing's resource tracker
+        decoders = [child for child in children if "spawn_main" in " ".join(child.cmdline())]
+        assert len(decoders) == 2, [child.cmdline() for child in children]  # (the idle ser-timeline worker starts none)
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=60) == 0, served.output
+        psutil.wait_procs(children, timeout=10)
+        assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        served.stop()
+
+
+def _worker_of(process, workdir) -> bool:
+    """``process`` is a TorchServe Python worker of the server in ``workdir`` (its Java frontend is the parent)."""
+    try:
+        parent = process.parent()
+        return ("model_service_worker" in " ".join(process.cmdline())
+                and parent is not None and str(workdir) in " ".join(parent.cmdline()))
+    except psutil.Error:
+        return False
 
 
 def test_production_profile_takes_the_operators_token_logs_json_and_refuses_non_audio(tiny_checkpoint, tmp_path):

@@ -27,14 +27,18 @@ def test_smoke_run_reports_exactness_throughput_and_decoding_per_profile(tmp_pat
     for name, row in report["profiles"].items():
         assert row["finite"], name
         assert set(row["audio_s_per_s"]) == {"4", "8"} and all(rate > 0 for rate in row["audio_s_per_s"].values())
-        assert row["per_clip_conv_audio_s_per_s"]["rate"] > 0  # the tiny preset's conv stack is group-norm
+        # The tiny preset's conv stack is group-norm: both variants measured.
+        assert row["variants_audio_s_per_s"]["batch"] == 4
+        assert row["variants_audio_s_per_s"]["padding_ratio_1.5"] > 0 and row["variants_audio_s_per_s"]["per_clip_conv"] > 0
     assert report["group_norm_conv"] == "per clip"  # on a CPU
     assert set(report["decode_audio_s_per_s"]) == {"1", "2"}
     assert all(rate > 0 for rate in report["decode_audio_s_per_s"].values())
     # The served path: both variants started as a worker does and answered like a float32 CPU worker.
     served = report["served_path"]
-    assert set(served) == {"auto", "fp16"}
-    assert served["auto"]["precision"]["requested"] == "auto" and served["fp16"]["precision"]["requested"] == "float32"
-    assert served["fp16"]["dtype"] == "torch.float32"  # fp16 is for GPU workers only
+    assert set(served) == {"auto", "float16"}
+    assert served["auto"]["precision"]["requested"] == "auto" and served["float16"]["precision"]["requested"] == "float16"
+    # float16 is for GPU workers only: on a CPU its guard refuses it, loudly, and float32 runs.
+    assert served["float16"]["dtype"] == "torch.float32" and served["float16"]["precision"]["fell_back_to_float32"]
+    assert "GPU only" in served["float16"]["precision"]["guard"]["float16"]["error"]
     for row in served.values():
         assert row["uploads"] == 6 and row["same_top_label"] == 1.0 and row["max_change_vs_cpu_float32"] < 0.02

@@ -11,6 +11,8 @@ from ser_serve.batching import BatchBudget, plan_groups
 lengths_strategy = st.lists(st.integers(min_value=1, max_value=200_000), min_size=0, max_size=40)
 
 
+# too_slow: on a freshly started machine the first draws took a second (seen on a GPU host); the test is about plans.
+@settings(suppress_health_check=[HealthCheck.too_slow])
 @given(lengths=lengths_strategy, samples=st.integers(16_000, 1_000_000), ratio=st.floats(1.0, 4.0))
 def test_plan_covers_every_clip_once_within_budget_and_ratio(lengths, samples, ratio):
     budget = BatchBudget(max_batch_samples=samples, max_padding_ratio=ratio)

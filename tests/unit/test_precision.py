@@ -137,3 +137,25 @@ def test_an_undecodable_operator_clip_is_refused_by_name(tmp_path):
     (tmp_path / "notes.txt").write_text("not audio")
     with pytest.raises(InvalidSettings, match=r"calibration_dir: .*notes\.txt"):
         operator_clips(tmp_path)
+
+
+def test_float16_on_a_cpu_is_refused_by_its_guard_and_float32_runs(model):
+    choice = model.use_precision(PrecisionSettings(profile="float16"))
+    assert (choice.profile, model.profile, model.dtype, choice.fell_back) == ("float32", "float32", torch.float32, True)
+    assert "GPU only" in choice.guards["float16"].error
+    assert precision.auto_candidates(model.device) == ("bfloat16", "int8")  # auto does not time it on a CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_float16_on_a_gpu_halves_the_weights_keeps_batches_exact_and_restores_float32_exactly(tiny_checkpoint):
+    model = EmotionModel(tiny_checkpoint, device="cuda")
+    weights = {name: tensor.clone() for name, tensor in model.model.state_dict().items()}
+    features = [model.features(voice(seconds, seed=seed)) for seed, seconds in enumerate((1.0, 1.1, 1.2, 0.97))]
+    back = precision.apply(model, "float16")
+    assert model.dtype == torch.float16 and next(model.model.parameters()).dtype == torch.float16
+    together = model.predict_proba(features)
+    alone = np.concatenate([model.predict_proba([f]) for f in features])
+    assert np.abs(together - alone).max() <= precision.PROFILES["float16"].batch_tolerance
+    back()
+    assert all(torch.equal(tensor, weights[name]) for name, tensor in model.model.state_dict().items())
+    assert "float16" in precision.auto_candidates(model.device)

@@ -13,7 +13,8 @@ def test_shipped_model_config_is_valid_and_read_in_full():
     assert settings.torch_threads == 2
     assert settings.limits.max_seconds == 30.0
     assert settings.batching == BatchBudget(max_batch_samples=640_000, max_padding_ratio=1.25)
-    assert settings.gpu.batching.max_padding_ratio == 4.0 and settings.gpu.fp16 is False
+    assert settings.gpu.batching.max_padding_ratio == 4.0 and settings.gpu.decode_processes == 8
+    assert settings.decode_processes == 1
     assert settings.precision.profile == "float32"
     assert (settings.precision.guard.min_agreement, settings.precision.guard.max_probability_change) == (0.99, 0.02)
 
@@ -34,15 +35,15 @@ def test_missing_section_means_defaults():
         ({"limits": {"max_seconds": -5}}, r"ser\.limits\.max_seconds: Input should be greater than 0 \(got -5\)"),
         ({"batching": {"max_padding_ratio": 0.5}}, r"ser\.batching\.max_padding_ratio: Input should be greater than or equal to 1"),
         ({"torch_threads": 0}, r"ser\.torch_threads: Input should be greater than 0"),
-        ({"gpu": {"fp16_tolerance": 0}}, r"ser\.gpu\.fp16_tolerance: Input should be greater than 0"),
         ({"limits": {"max_bytes": "lots"}}, r"ser\.limits\.max_bytes: Input should be a valid integer"),
         ({"limits": {"min_sample_rate": 48_000, "max_sample_rate": 16_000}}, r"min_sample_rate 48000 is above max_sample_rate 16000"),
         ("fast", r"ser must be a mapping, got str"),
-        ({"precision": {"profile": "fp8"}}, r"ser\.precision\.profile: Input should be 'float32', 'bfloat16', 'int8' or 'auto'"),
+        ({"precision": {"profile": "fp8"}}, r"ser\.precision\.profile: Input should be 'float32', 'bfloat16', 'int8', 'float16' or 'auto'"),
         ({"precision": {"guard": {"min_agreement": 1.5}}}, r"ser\.precision\.guard\.min_agreement: Input should be less than or equal to 1"),
         ({"precision": {"guard": {"max_probability_change": 0}}}, r"ser\.precision\.guard\.max_probability_change: Input should be greater than 0"),
         ({"precision": {"auto_second": 5}}, r"ser\.precision\.auto_second: unknown setting"),
-        ({"precision": {"profile": "bfloat16"}, "gpu": {"fp16": True}}, r"gpu\.fp16 and precision\.profile 'bfloat16' exclude each other"),
+        # The old switch names its replacement instead of "unknown setting".
+        ({"gpu": {"fp16": True}}, r"ser\.gpu: .*replaced by precision\.profile: float16"),
     ],
 )
 def test_bad_setting_is_refused_with_the_key_and_the_reason(section, message):

@@ -1,11 +1,14 @@
-"""The engine-neutral worker (ser_serve.worker): uploads decoded one by one or in parallel, answered in order."""
+"""The engine-neutral worker (ser_serve.worker): uploads decoded one by one or in decode processes, answered in order."""
 
-import threading
+import os
+import signal
 
 import numpy as np
+import pytest
 import torch
 
 from ser_serve import worker
+from ser_serve.decode_pool import DecodePool
 from ser_serve.errors import UnsupportedMediaType
 from ser_serve.model.calibration import voice
 from ser_serve.settings import ServeSettings
@@ -17,30 +20,43 @@ def uploads():
     return clips[:2] + [b"not audio", UnsupportedMediaType("no body")] + clips[2:]
 
 
-def test_parallel_decoding_gives_the_same_features_in_the_same_order_on_several_threads(classifier, monkeypatch):
-    threads_used = set()
-    prepare = classifier.prepare
+@pytest.fixture
+def pool(classifier):
+    decoder = DecodePool(classifier.preparer, processes=2)
+    yield decoder
+    decoder.close()
 
-    def recording(upload):
-        threads_used.add(threading.get_ident())
-        return prepare(upload)
 
-    serial = worker.prepare_uploads(classifier, uploads(), threads=1)
-    monkeypatch.setattr(classifier, "prepare", recording)
-    decoded = []
-    parallel = worker.prepare_uploads(classifier, uploads(), threads=4, on_decoded=lambda ms, s: decoded.append(s))
-    assert len(threads_used) > 1  # the pool really ran the decoders
-    assert [type(x).__name__ for x in parallel] == [type(x).__name__ for x in serial]
-    for a, b in zip(serial, parallel):
+def same_features(first, second):
+    assert [type(x).__name__ for x in first] == [type(x).__name__ for x in second]
+    for a, b in zip(first, second):
         if isinstance(a, np.ndarray):
             np.testing.assert_array_equal(a, b)
         else:
-            assert str(a) == str(b)
+            assert str(a) == str(b) and getattr(a, "code", None) == getattr(b, "code", None)
+
+
+def test_decode_processes_give_the_same_features_and_errors_in_the_same_order(classifier, pool):
+    serial = worker.prepare_uploads(classifier, uploads())
+    decoded = []
+    parallel = worker.prepare_uploads(classifier, uploads(), pool, on_decoded=lambda ms, s: decoded.append(s))
+    assert len(pool.pids()) == 2 and os.getpid() not in pool.pids()  # decoded in two other processes
+    same_features(serial, parallel)
     assert len(decoded) == 5 and all(seconds > 0 for seconds in decoded)
 
 
-def test_answers_keep_the_order_of_the_uploads_and_each_bad_one_fails_alone(classifier):
-    answers = worker.answer_uploads(classifier, uploads(), threads=2)
+def test_a_dead_decode_process_loses_no_upload_and_the_pool_starts_again(classifier, pool):
+    serial = worker.prepare_uploads(classifier, uploads())
+    worker.prepare_uploads(classifier, uploads(), pool)
+    for pid in pool.pids():
+        os.kill(pid, signal.SIGKILL)
+    same_features(serial, worker.prepare_uploads(classifier, uploads(), pool))  # decoded in the worker this time
+    same_features(serial, worker.prepare_uploads(classifier, uploads(), pool))
+    assert len(pool.pids()) == 2  # a new pool
+
+
+def test_answers_keep_the_order_of_the_uploads_and_each_bad_one_fails_alone(classifier, pool):
+    answers = worker.answer_uploads(classifier, uploads(), decoder=pool)
     assert [isinstance(a, dict) for a in answers] == [True, True, False, False, True, True, True]
     assert answers[2].code == "unsupported_media_type" and str(answers[3]) == "no body"
     clips = [u for u in uploads() if isinstance(u, bytes) and u != b"not audio"]
@@ -50,7 +66,8 @@ def test_answers_keep_the_order_of_the_uploads_and_each_bad_one_fails_alone(clas
         assert abs(answer["dominant"]["score"] - alone["dominant"]["score"]) < 1e-6
 
 
-def test_decode_threads_come_from_the_cpu_or_the_gpu_settings():
-    settings = ServeSettings.from_mapping({"decode_threads": 3, "gpu": {"decode_threads": 12}})
-    assert worker.decode_threads(settings, None) == 3
-    assert worker.decode_threads(settings, 0) == (12 if torch.cuda.is_available() else 3)
+def test_decode_processes_come_from_the_cpu_or_the_gpu_settings(classifier):
+    settings = ServeSettings.from_mapping({"decode_processes": 3, "gpu": {"decode_processes": 12}})
+    assert worker.decode_pool(classifier, settings, None).processes == 3
+    assert worker.decode_pool(classifier, settings, 0).processes == (12 if torch.cuda.is_available() else 3)
+    assert ServeSettings().decode_processes == 1 and ServeSettings().gpu.decode_processes == 8

@@ -23,7 +23,7 @@ from ser_serve.engines.torchserve.metrics import HandlerMetrics
 from ser_serve.errors import UnsupportedMediaType, error_response
 from ser_serve.settings import settings_from_model_yaml
 from ser_serve.timeline import CHANNELS_FIELD, CHANNELS_HEADER, channel_mode
-from ser_serve.worker import answer_uploads, decode_threads, start_classifier
+from ser_serve.worker import answer_uploads, decode_pool, start_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class SERHandler:
         self.timeline = timeline
         self.classifier: EmotionClassifier | None = None
         self.metrics: HandlerMetrics | None = None
-        self.decode_threads = 1
+        self.decoder = None
         self.initialized = False
 
     def initialize(self, context) -> None:
@@ -71,7 +71,7 @@ class SERHandler:
         gpu_id = None if gpu_id is None else int(gpu_id)
         self.classifier = start_classifier(os.path.join(model_dir, CHECKPOINT_SUBDIR), settings, gpu_id, model_dir,
                                            self.timeline)
-        self.decode_threads = decode_threads(settings, gpu_id)
+        self.decoder = decode_pool(self.classifier, settings, gpu_id)
         self.metrics = HandlerMetrics(context)
         self.metrics.record_precision(self.classifier.model.precision_choice)
         self.initialized = True
@@ -91,7 +91,7 @@ class SERHandler:
                 uploads.append(request_payload(request))
             except Exception as exc:
                 uploads.append(exc)
-        answers = answer_uploads(self.classifier, uploads, self.metrics.record_decoded, self.decode_threads)
+        answers = answer_uploads(self.classifier, uploads, self.metrics.record_decoded, self.decoder)
         responses = []
         for idx, answer in enumerate(answers):
             if isinstance(answer, Exception):

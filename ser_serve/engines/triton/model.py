@@ -26,7 +26,7 @@ import yaml
 
 from ser_serve.errors import InvalidParameter, SerError, UnsupportedMediaType, error_response
 from ser_serve.settings import settings_from_model_yaml
-from ser_serve.worker import answer_uploads, decode_threads, start_classifier
+from ser_serve.worker import answer_uploads, decode_pool, start_classifier
 
 # Names of the model's tensors (config.pbtxt is written from these in repository.py).
 AUDIO, RESULT, PROBABILITIES = "AUDIO", "RESULT", "PROBABILITIES"
@@ -83,7 +83,7 @@ class TritonPythonModel:
         settings = settings_from_model_yaml(yaml.safe_load(source.read_text()), str(source))
         gpu_id = int(args["model_instance_device_id"]) if args.get("model_instance_kind") == "GPU" else None
         self.classifier = start_classifier(model_dir / CHECKPOINT_SUBDIR, settings, gpu_id, model_dir)
-        self.decode_threads = decode_threads(settings, gpu_id)
+        self.decoder = decode_pool(self.classifier, settings, gpu_id)
         self.labels = self.classifier.labels
         self.metrics = _Metrics(pb_utils, args.get("model_name", "ser"), self.classifier.model.precision_choice)
 
@@ -93,7 +93,7 @@ class TritonPythonModel:
         for request in requests:
             tensor = pb_utils.get_input_tensor_by_name(request, AUDIO)
             uploads.append(request_upload(None if tensor is None else tensor.as_numpy()))
-        answers = answer_uploads(self.classifier, uploads, self.metrics.decoded, self.decode_threads)
+        answers = answer_uploads(self.classifier, uploads, self.metrics.decoded, self.decoder)
         self.metrics.batch(len(requests))
         return [self._response(answer) for answer in answers]
 
@@ -110,6 +110,7 @@ class TritonPythonModel:
         ])
 
     def finalize(self) -> None:
+        self.decoder.close()
         logger.info("ser model unloaded")
 
 
