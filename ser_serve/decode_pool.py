@@ -53,7 +53,9 @@ class DecodePool:
         prepared: list[Prepared] = [(upload, None) if isinstance(upload, Exception) else None for upload in uploads]
         if self.processes > 1 and len(work) > 1:
             try:
-                results = list(self._executor().map(_prepare_here, [uploads[i] for i in work]))
+                # A few uploads per message: one at a time, the messages cost more than they carry.
+                chunk = max(1, len(work) // (self.processes * 2))
+                results = list(self._executor().map(_prepare_here, [uploads[i] for i in work], chunksize=chunk))
             except BrokenProcessPool:
                 logger.error("a decode process died: this batch is decoded in the worker, the pool is restarted")
                 self.close()

@@ -111,8 +111,8 @@ def decode_rates(uploads: list[tuple[bytes, float]], model: EmotionModel, proces
     for count in processes:
         pool = DecodePool(preparer, count)
         try:
-            pool.prepare_all([data for data, _ in uploads[:count * 2]])  # starts the processes
-            rates[str(count)] = audio / timed(lambda: pool.prepare_all([data for data, _ in uploads]), device, 2)
+            pool.prepare_all([data for data, _ in uploads])  # starts the processes, each imports its decoders
+            rates[str(count)] = audio / timed(lambda: pool.prepare_all([data for data, _ in uploads]), device, 3)
         finally:
             pool.close()
     return rates
@@ -138,10 +138,11 @@ def served_path(checkpoint: Path, uploads: list[tuple[bytes, float]], gpu: bool,
         served = worker.start_classifier(checkpoint, settings, gpu_id=0 if gpu else None)
         decoder = worker.decode_pool(served, settings, 0 if gpu else None)
         try:
-            worker.answer_uploads(served, data[:16], decoder=decoder)  # warm-up, starts the decode processes
-            started = time.perf_counter()
-            answers = [scores(answer) for answer in worker.answer_uploads(served, data, decoder=decoder)]
-            seconds = time.perf_counter() - started
+            worker.answer_uploads(served, data, decoder=decoder)  # warm-up, starts the decode processes
+            answers = []
+            seconds = timed(lambda: answers.append([scores(a) for a in worker.answer_uploads(served, data, decoder=decoder)]),
+                            "cuda" if gpu else "cpu", 3)
+            answers = answers[-1]
         finally:
             decoder.close()
         rows[profile] = {
@@ -164,7 +165,10 @@ def scores(answer: dict) -> dict:
     return {item["label"]: item["score"] for item in answer["results"]}
 
 
-def run(out_path: Path, smoke: bool, budget_seconds: float, checkpoint_dir: Path) -> dict:
+STAGES = ("profiles", "decode", "served")
+
+
+def run(out_path: Path, smoke: bool, budget_seconds: float, checkpoint_dir: Path, stages=STAGES) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     deadline = time.monotonic() + budget_seconds
     report: dict = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
@@ -184,7 +188,7 @@ def run(out_path: Path, smoke: bool, budget_seconds: float, checkpoint_dir: Path
     repeats = 1 if smoke else 3
     profiles = ["float32", "bfloat16"] + (["float16"] if device == "cuda" else [])
     report["profiles"] = {}
-    for profile in profiles:
+    for profile in profiles if "profiles" in stages else ():
         if time.monotonic() > deadline:
             report["skipped"].append(f"profile {profile}: over the time budget")
             continue
@@ -204,14 +208,18 @@ def run(out_path: Path, smoke: bool, budget_seconds: float, checkpoint_dir: Path
         finally:
             back()
     formats = ("wav", "mp3", "m4a")
-    count = 6 if smoke else 64
+    count = 6 if smoke else 256
     uploads = [(encode(waveforms[i], 16_000, formats[i % 3]), float(seconds[i])) for i in range(min(count, len(waveforms)))]
-    if time.monotonic() < deadline:
-        processes = [1, 2] if smoke else [1, 4, 8, min(16, os.cpu_count() or 1)]
+    if "decode" not in stages:
+        pass
+    elif time.monotonic() < deadline:
+        processes = [1, 2] if smoke else [1, 2, 4, 8, min(16, os.cpu_count() or 1)]
         report["decode_audio_s_per_s"] = decode_rates(uploads, model, sorted(set(processes)), device)
     else:
         report["skipped"].append("decode: over the time budget")
-    if time.monotonic() < deadline:
+    if "served" not in stages:
+        pass
+    elif time.monotonic() < deadline:
         del model  # the served path loads its own workers
         report["served_path"] = served_path(checkpoint, uploads, device == "cuda", auto_seconds=2.0 if smoke else 20.0)
     else:
@@ -228,8 +236,12 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny model and a few clips, CPU allowed")
     parser.add_argument("--budget-seconds", type=float, default=300.0)
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("/tmp/ser-gpu-check"))
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
     args = parser.parse_args(argv)
-    run(args.out, args.smoke, args.budget_seconds, args.checkpoint_dir / ("tiny" if args.smoke else "base"))
+    stages = tuple(args.stages.split(","))
+    if set(stages) - set(STAGES):
+        parser.error(f"unknown stage(s): {', '.join(sorted(set(stages) - set(STAGES)))}")
+    run(args.out, args.smoke, args.budget_seconds, args.checkpoint_dir / ("tiny" if args.smoke else "base"), stages)
     return 0
 
 
