@@ -10,9 +10,10 @@ process (``ser.decode_processes: 1``).
 
 The processes are started once per worker (spawn: a worker with CUDA must
 not fork) and hold a :class:`~ser_serve.classifier.UploadPreparer`; each
-task sends one upload's bytes and gets back its features or its error. If a
-decode process dies, the batch is decoded in the worker itself and the pool
-is started again: no upload is lost to it.
+task sends a few uploads' bytes and gets back their features or errors. If
+a decode process dies, the batch is decoded in the worker itself and the
+pool is started again: no upload is lost to it. If the worker dies, its
+decode processes end within a second or so.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -80,7 +82,7 @@ class DecodePool:
             context = multiprocessing.get_context("spawn")
             context.set_executable(_python())
             self._pool = ProcessPoolExecutor(self.processes, mp_context=context, initializer=_install,
-                                             initargs=(self.preparer,))
+                                             initargs=(self.preparer, os.getpid()))
         return self._pool
 
 
@@ -93,9 +95,19 @@ def prepare_one(preparer: UploadPreparer, upload: bytes | bytearray) -> Prepared
         return exc, None
 
 
-def _install(preparer: UploadPreparer) -> None:
+def _install(preparer: UploadPreparer, worker: int) -> None:
     global _preparer
     _preparer = preparer
+    # The worker's pid comes from the worker: it may already be gone while this process starts.
+    threading.Thread(target=_exit_with_parent, args=(worker,), name="ser-decode-orphan-check", daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this decode process when its worker is gone: a worker killed outright (SIGKILL, OOM
+    killer, a TorchServe restart) cannot shut its pool down, and its decoders would wait forever."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _prepare_here(upload: bytes | bytearray) -> Prepared:

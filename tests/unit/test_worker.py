@@ -71,3 +71,38 @@ def test_decode_processes_come_from_the_cpu_or_the_gpu_settings(classifier):
     assert worker.decode_pool(classifier, settings, None).processes == 3
     assert worker.decode_pool(classifier, settings, 0).processes == (12 if torch.cuda.is_available() else 3)
     assert ServeSettings().decode_processes == 1 and ServeSettings().gpu.decode_processes == 8
+
+
+OWNER = """
+import sys, time
+from ser_serve import EmotionClassifier
+from ser_serve.decode_pool import DecodePool
+from ser_serve.model.calibration import voice
+from ser_tools.encode import encode
+
+if __name__ == "__main__":
+    pool = DecodePool(EmotionClassifier.from_pretrained(sys.argv[1], device="cpu").preparer, processes=2)
+    pool.prepare_all([encode(voice(1.0, seed=i), 16_000, "wav") for i in range(4)])
+    print(" ".join(map(str, pool.pids())), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_decode_processes_end_when_their_worker_is_killed_outright(tiny_checkpoint, tmp_path):
+    import subprocess
+    import sys
+
+    import psutil
+
+    (tmp_path / "owner.py").write_text(OWNER)
+    owner = subprocess.Popen([sys.executable, str(tmp_path / "owner.py"), str(tiny_checkpoint)], stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        decoders = [psutil.Process(int(pid)) for pid in owner.stdout.readline().split()]
+        assert len(decoders) == 2
+        owner.kill()  # no shutdown, no atexit: as the OOM killer or a frontend's SIGKILL does it
+        owner.wait()
+        gone, alive = psutil.wait_procs(decoders, timeout=15)
+        assert alive == []
+    finally:
+        owner.kill()
