@@ -2,8 +2,13 @@
 
 - ``float32``: the reference every other profile is measured against.
 - ``bfloat16``: ``torch.autocast`` around the forward (CPU and CUDA): matmuls
-  and convolutions in bfloat16, reductions and norms in float32. The weights
-  stay float32, so switching back costs nothing.
+  and convolutions in bfloat16, reductions and norms in float32. The Linear
+  and Conv1d weights are cast to bfloat16 once, up front: autocast would cast
+  them on every forward pass (about 180 MB of weights read and written per
+  pass at base size) to the very same values, so the scores are identical
+  and the pass is faster (1.79x -> 1.97x float32 measured side by side on
+  this project's 2-core AMD EPYC host). The float32 weights are kept aside
+  until the guard has decided.
 - ``int8``: torchao's dynamic int8 in every ``nn.Linear`` (per-token
   activation scales, per-channel weight scales, int32 accumulation). Per
   token, so a clip's scales never depend on the other clips of its batch;
@@ -72,10 +77,12 @@ def apply(model, profile: str) -> Callable[[], None]:
     """Switch ``model`` (an EmotionModel in float32) to ``profile``; returns the function that switches it back."""
     if profile == INT8:
         restore = quantize_linear_int8(model.model)
+    elif profile == BFLOAT16:
+        restore = bfloat16_weights(model.model)
     elif profile == FLOAT16:
         restore = half_weights(model)
     else:
-        restore = lambda: None  # noqa: E731 (autocast only: the weights stay float32)
+        restore = lambda: None  # noqa: E731
     model.profile = profile
 
     def back_to_float32() -> None:
@@ -101,6 +108,28 @@ def quantize_linear_int8(module: nn.Module) -> Callable[[], None]:
     except Exception:
         restore()  # never leave some layers quantized
         raise
+    return restore
+
+
+def bfloat16_weights(module: nn.Module) -> Callable[[], None]:
+    """The weights autocast would cast on every pass, cast once: each Linear and Conv1d in bfloat16.
+
+    Weight-normed convolutions (the positional embedding) are left alone: their
+    weight is computed from two parameters on every pass anyway. Returns the
+    function that puts the float32 parameters back.
+    """
+    layers = [layer for layer in module.modules()
+              if isinstance(layer, (nn.Linear, nn.Conv1d)) and not hasattr(layer, "parametrizations")]
+    originals = [(layer, layer.weight, layer.bias) for layer in layers]
+    for layer in layers:  # new parameters (Module.to would convert the kept float32 ones in place)
+        layer.weight = nn.Parameter(layer.weight.detach().to(torch.bfloat16), requires_grad=False)
+        if layer.bias is not None:
+            layer.bias = nn.Parameter(layer.bias.detach().to(torch.bfloat16), requires_grad=False)
+
+    def restore() -> None:
+        for layer, weight, bias in originals:
+            layer.weight, layer.bias = weight, bias
+
     return restore
 
 

@@ -159,3 +159,18 @@ def test_float16_on_a_gpu_halves_the_weights_keeps_batches_exact_and_restores_fl
     back()
     assert all(torch.equal(tensor, weights[name]) for name, tensor in model.model.state_dict().items())
     assert "float16" in precision.auto_candidates(model.device)
+
+
+def test_bfloat16_casts_the_weights_once_to_what_autocast_would_use_and_puts_float32_back(model):
+    """Same scores as autocast over the float32 weights, the Linear weights really in bfloat16, float32 restored exactly."""
+    features = [model.features(voice(seconds, seed=seed)) for seed, seconds in enumerate((1.0, 1.1))]
+    weights = {name: tensor.clone() for name, tensor in model.model.state_dict().items()}
+    model.profile = "bfloat16"  # autocast alone, the float32 weights cast on every pass
+    autocast_only = model.predict_proba(features)
+    model.profile = "float32"
+    back = precision.apply(model, "bfloat16")
+    assert model.model.classifier.weight.dtype == torch.bfloat16
+    np.testing.assert_array_equal(model.predict_proba(features), autocast_only)
+    back()
+    assert model.model.classifier.weight.dtype == torch.float32
+    assert all(torch.equal(tensor, weights[name]) for name, tensor in model.model.state_dict().items())
