@@ -29,14 +29,11 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Sequence
 
-import numpy as np
-
 from ser_serve.classifier import UploadPreparer
 
 logger = logging.getLogger(__name__)
 
-# (features or the upload's error, milliseconds spent decoding or None)
-Prepared = tuple["np.ndarray | Exception", "float | None"]
+Prepared = tuple  # (features: np.ndarray, or the upload's error; milliseconds decoding, or None)
 
 _preparer: UploadPreparer | None = None  # in a decode process: set once by _install
 

@@ -12,7 +12,6 @@ the adapter's.
 from __future__ import annotations
 
 import logging
-import time
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence

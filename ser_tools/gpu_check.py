@@ -154,7 +154,6 @@ def served_path(checkpoint: Path, uploads: list[tuple[bytes, float]], gpu: bool,
             "same_top_label": float(np.mean([max(got, key=got.get) == max(want, key=want.get)
                                              for got, want in zip(answers, expected)])),
         }
-        del served
     return rows
 
 

@@ -6,9 +6,9 @@
   and Conv1d weights are cast to bfloat16 once, up front: autocast would cast
   them on every forward pass (about 180 MB of weights read and written per
   pass at base size) to the very same values, so the scores are identical
-  and the pass is faster (1.79x -> 1.97x float32 measured side by side on
-  this project's 2-core AMD EPYC host). The float32 weights are kept aside
-  until the guard has decided.
+  and the pass is faster (1.79x -> 1.97x and 1.88x -> 1.92x float32 in two
+  side-by-side runs on this project's 2-core AMD EPYC host). The float32
+  weights are kept aside until the guard has decided.
 - ``int8``: torchao's dynamic int8 in every ``nn.Linear`` (per-token
   activation scales, per-channel weight scales, int32 accumulation). Per
   token, so a clip's scales never depend on the other clips of its batch;
