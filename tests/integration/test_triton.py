@@ -18,6 +18,7 @@ import numpy as np
 import psutil
 import pytest
 import requests
+import yaml
 
 from conftest import kill_with_its_server, output_until_ready
 from corpus import bad_cases, good_cases
@@ -26,6 +27,7 @@ from ser_serve.clients.triton import TritonClient, TritonError, v2_answer, v2_re
 from ser_serve.engines.process import free_port
 from ser_serve.engines.triton.server import start_on_free_ports
 from ser_serve.model.calibration import voice
+from ser_serve.packaging import DEFAULT_MODEL_CONFIG
 from ser_serve.response import schema_problems
 from ser_tools.encode import ENCODABLE_FORMATS, encode
 
@@ -36,8 +38,11 @@ PROTOCOLS = ("http", "grpc")
 @pytest.fixture(scope="module")
 def triton(tiny_checkpoint, tmp_path_factory):
     # Batch size 4 and a 300 ms queue delay, as the TorchServe fixture: concurrent requests really share batches.
+    # Uploads decoded in 2 processes (a GPU worker's way; a CPU worker decodes in its own process): every
+    # answer and error below then also shows that decode processes work inside Triton's Python-backend stub.
+    ser = {**yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())["ser"], "decode_processes": 2}
     server = start_on_free_ports(tiny_checkpoint, tmp_path_factory.mktemp("triton"),
-                                 {"batchSize": 4, "maxBatchDelay": 300})
+                                 {"batchSize": 4, "maxBatchDelay": 300, "ser": ser})
     try:
         server.wait_ready(timeout=180)
         yield server
@@ -125,6 +130,10 @@ def test_one_bad_request_in_a_batch_never_fails_its_neighbours(triton, classifie
     # Triton's dynamic batcher really put several requests into one execute().
     executions, requests_in_them = (after - b for after, b in zip(_batches(triton), before))
     assert requests_in_them == len(payloads) and executions < len(payloads)
+    # ...and the model process decoded them in its two decode processes.
+    stubs = [p for p in psutil.Process(triton.process.pid).children(recursive=True) if p.name().startswith("triton_python")]
+    decoders = [child for stub in stubs for child in stub.children() if "spawn_main" in " ".join(child.cmdline())]
+    assert len(stubs) == 1 and len(decoders) == 2, [p.cmdline() for p in stubs]
 
 
 def _batches(triton):
