@@ -30,7 +30,7 @@ CORE_FILES = (
 )
 # What a worker imports at run time besides torch, which the engine's environment owns.
 RUNTIME_PACKAGES = ("transformers", "safetensors", "numpy", "soundfile", "soxr", "av", "pydantic", "pyyaml",
-                    "torchao", "webrtcvad-wheels")
+                    "torchao", "openvino", "webrtcvad-wheels")
 
 
 def runtime_requirements() -> str:

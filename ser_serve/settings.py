@@ -91,9 +91,10 @@ class GpuSettings(_Section):
 
 # float32: the reference. bfloat16: torch.autocast (about 2x on CPUs with AVX512-BF16, slower
 # without). int8: dynamic int8 activations and weights in the Linear layers (torchao). float16:
-# half-precision weights, GPU only. auto: the fastest of these on this host that passes the
+# half-precision weights, GPU only. openvino: the forward exported to OpenVINO's CPU plugin
+# (bfloat16 where the CPU has it). auto: the fastest of these on this host that passes the
 # guard, measured at worker start.
-PrecisionProfile = Literal["float32", "bfloat16", "int8", "float16", "auto"]
+PrecisionProfile = Literal["float32", "bfloat16", "int8", "float16", "openvino", "auto"]
 
 
 class PrecisionGuard(_Section):

@@ -51,7 +51,7 @@ def served_configurations(sweep: bool) -> dict[str, dict]:
                        handler=BASELINE_HANDLERS / "padded_handler.py"),
     }
     # Ours in each precision profile (guarded: a profile that fails its guard serves float32; the row says what ran).
-    for profile in ("bfloat16", "int8", "auto"):
+    for profile in ("bfloat16", "int8", "openvino", "auto"):
         configurations[f"ser_{profile}"] = dict(description=f"ours, precision {profile}",
                                                 ser={"precision": {"profile": profile}})
     if sweep:

@@ -91,12 +91,12 @@ def variants(model: EmotionModel, features: list[np.ndarray], batch: int, audio:
     passes), and the group-norm conv stack run per clip (the CPU's path) instead of masked."""
     rows = {"batch": batch, "padding_ratio_1.5": batch_rate(model, features, batch, audio, device, repeats, 1.5)}
     encoder = model.model.base_model.feature_extractor
-    if getattr(encoder, "masked_on_gpu", False):
-        encoder.masked_on_gpu = False
+    if getattr(encoder, "maskable", False):
+        encoder.maskable = False
         try:
             rows["per_clip_conv"] = batch_rate(model, features, batch, audio, device, repeats)
         finally:
-            encoder.masked_on_gpu = True
+            encoder.maskable = True
     return rows
 
 

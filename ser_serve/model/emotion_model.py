@@ -55,6 +55,8 @@ class EmotionModel:
         # The precision profile the forward runs in (ser_serve.model.precision); see use_precision.
         self.profile = precision.FLOAT32
         self.precision_choice = precision.Choice(precision.FLOAT32)
+        # Another runtime's compiled forward (the openvino profile), else None: PyTorch.
+        self.runtime = None
         # Forward passes that mixed lengths (logged by the handler: shows batching at work).
         self.padded_passes = 0
 
@@ -132,6 +134,10 @@ class EmotionModel:
 
     def _one_pass(self, features: Sequence[np.ndarray]) -> np.ndarray:
         """Scores of ``features`` from one forward pass, padded when their lengths differ."""
+        if self.runtime is not None:
+            logits = self.runtime.logits(features)
+            self.padded_passes += len({len(f) for f in features}) > 1
+            return self._scores(logits)
         clips = [torch.from_numpy(np.ascontiguousarray(f)).to(self.device, self.dtype) for f in features]
         with precision.compute_context(self.profile, self.device):
             if len({len(clip) for clip in clips}) == 1:
@@ -139,6 +145,9 @@ class EmotionModel:
             else:
                 logits = forward.padded_logits(self.model, clips)
                 self.padded_passes += 1
+        return self._scores(logits)
+
+    def _scores(self, logits: torch.Tensor) -> np.ndarray:
         logits = logits.float()
         scores = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
         return scores.cpu().numpy()

@@ -89,15 +89,16 @@ def fake_timings(monkeypatch, seconds: dict):
 
 
 def test_auto_picks_the_fastest_profile_that_passes_the_guard(model, monkeypatch):
-    fake_timings(monkeypatch, {"float32": 1.0, "bfloat16": 0.5, "int8": 0.4})
+    fake_timings(monkeypatch, {"float32": 1.0, "bfloat16": 0.5, "openvino": 0.45, "int8": 0.4})
     choice = model.use_precision(PrecisionSettings(profile="auto"))
     assert choice.profile == model.profile == "int8" and not choice.fell_back
     assert choice.speedup("int8") == 2.5 and choice.speedup("bfloat16") == 2.0
-    assert choice.as_dict()["speedup_vs_float32"] == {"bfloat16": 2.0, "int8": 2.5}
+    assert choice.as_dict()["speedup_vs_float32"] == {"bfloat16": 2.0, "openvino": 1.0 / 0.45, "int8": 2.5}
+    assert model.runtime is None  # the openvino candidate handed the forward back after its turn
 
 
 def test_auto_never_picks_a_profile_that_failed_to_run(model, monkeypatch):
-    fake_timings(monkeypatch, {"float32": 1.0, "bfloat16": 0.5, "int8": 0.4})
+    fake_timings(monkeypatch, {"float32": 1.0, "bfloat16": 0.5, "openvino": 0.6, "int8": 0.4})
 
     def broken(module):
         raise RuntimeError("no int8 kernel here")
@@ -109,15 +110,15 @@ def test_auto_never_picks_a_profile_that_failed_to_run(model, monkeypatch):
 
 
 def test_auto_keeps_float32_when_it_is_fastest_without_calling_it_a_fallback(model, monkeypatch):
-    fake_timings(monkeypatch, {"float32": 0.3, "bfloat16": 0.5, "int8": 0.4})
+    fake_timings(monkeypatch, {"float32": 0.3, "bfloat16": 0.5, "openvino": 0.45, "int8": 0.4})
     choice = model.use_precision(PrecisionSettings(profile="auto"))
     assert choice.profile == model.profile == "float32" and not choice.fell_back
 
 
 def test_auto_falls_back_when_every_candidate_fails_the_guard(model, monkeypatch):
-    fake_timings(monkeypatch, {"float32": 1.0, "bfloat16": 0.5, "int8": 0.4})
+    fake_timings(monkeypatch, {"float32": 1.0, "bfloat16": 0.5, "openvino": 0.45, "int8": 0.4})
     choice = model.use_precision(PrecisionSettings(profile="auto", guard=PrecisionGuard(max_probability_change=1e-9)))
-    assert choice.profile == "float32" and choice.fell_back and set(choice.guards) == {"bfloat16", "int8"}
+    assert choice.profile == "float32" and choice.fell_back and set(choice.guards) == {"bfloat16", "openvino", "int8"}
 
 
 def test_operator_clips_join_the_guard(model, tmp_path):
@@ -143,7 +144,7 @@ def test_float16_on_a_cpu_is_refused_by_its_guard_and_float32_runs(model):
     choice = model.use_precision(PrecisionSettings(profile="float16"))
     assert (choice.profile, model.profile, model.dtype, choice.fell_back) == ("float32", "float32", torch.float32, True)
     assert "GPU only" in choice.guards["float16"].error
-    assert precision.auto_candidates(model.device) == ("bfloat16", "int8")  # auto does not time it on a CPU
+    assert "float16" not in precision.auto_candidates(model.device)  # auto does not time it on a CPU
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -174,3 +175,31 @@ def test_bfloat16_casts_the_weights_once_to_what_autocast_would_use_and_puts_flo
     back()
     assert model.model.classifier.weight.dtype == torch.float32
     assert all(torch.equal(tensor, weights[name]) for name, tensor in model.model.state_dict().items())
+
+
+def test_openvino_runs_the_forward_passes_and_hands_them_back(model):
+    features = [model.features(voice(seconds, seed=seed)) for seed, seconds in enumerate((1.0, 1.1, 1.2, 0.97))]
+    choice = model.use_precision(PrecisionSettings(profile="openvino"))
+    assert (choice.profile, choice.fell_back) == ("openvino", False) and choice.guards["openvino"].passed
+    calls = linear_calls(model)  # PyTorch's own layers no longer run...
+    passes = model.runtime.passes
+    model.predict_proba(features)
+    assert calls == [] and model.runtime.passes == passes + 1  # ...one padded pass in OpenVINO does
+    precision.apply(model, "float32")
+    model.runtime = None
+    model.predict_proba(features)
+    assert calls  # PyTorch again
+
+
+def test_openvino_sends_no_telemetry(tiny_checkpoint, tmp_path):
+    """OpenVINO's conversion tool writes a client id under ~/intel and sends usage events unless opted out."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from ser_serve.model.emotion_model import EmotionModel; from ser_serve.model import precision;"
+              f"m = EmotionModel({str(tiny_checkpoint)!r}, device='cpu'); precision.apply(m, 'openvino');"
+              "assert m.runtime is not None; assert sys.modules['openvino_telemetry'] is None")
+    done = subprocess.run([sys.executable, "-c", script], env={**__import__("os").environ, "HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (tmp_path / "intel").exists()

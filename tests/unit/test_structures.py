@@ -75,7 +75,7 @@ def test_masked_group_norm_conv_equals_the_conv_run_per_clip(served, profile):
     if name not in GROUP_NORM:
         pytest.skip("no group-norm conv stack")
     encoder = classifier.model.model.base_model.feature_extractor
-    assert encoder.masked_on_gpu  # every group-norm preset has the stock shape
+    assert encoder.maskable  # every group-norm preset has the stock shape
     clips = [torch.from_numpy(classifier.prepare(voice(s, seed=i))) for i, s in enumerate((1.0, 0.6, 1.3))]
     lengths = torch.tensor([len(c) for c in clips])
     batch = torch.nn.utils.rnn.pad_sequence(clips, batch_first=True)
@@ -99,6 +99,26 @@ def test_on_a_gpu_a_mixed_batch_runs_the_masked_conv_and_equals_each_clip_alone(
     batched = classifier.model.predict_proba(features)
     assert calls == {"masked_group_norm_conv": 1, "per_clip_conv": 0}
     np.testing.assert_allclose(batched, alone, rtol=0, atol=1e-5)
+
+
+def test_the_openvino_profile_exports_the_exact_padded_forward_of_every_structure(served, tmp_path_factory):
+    """A mixed-length batch through the exported graph == each clip alone (within the profile's rounding)."""
+    from ser_serve.model import precision
+    from ser_serve.model.emotion_model import EmotionModel
+
+    name, checkpoint, _ = served
+    model = EmotionModel(checkpoint, device="cpu")
+    features = [model.features(voice(s, seed=i)) for i, s in enumerate(MIXED_SECONDS)]
+    reference = model.predict_proba(features)
+    back = precision.apply(model, "openvino")
+    passes = model.runtime.passes
+    together = model.predict_proba(features)
+    assert model.runtime.passes == passes + 1  # one padded pass, run by OpenVINO
+    alone = np.concatenate([model.predict_proba([f]) for f in features])
+    assert np.abs(together - alone).max() <= precision.PROFILES["openvino"].batch_tolerance, name
+    assert np.abs(together - reference).max() <= 0.02, name  # within the guard's default bound
+    back()
+    assert model.runtime is None
 
 
 @pytest.mark.parametrize("seconds", [0.7, 1.6])
