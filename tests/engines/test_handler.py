@@ -255,7 +255,7 @@ def test_model_description_shows_auto_s_choice_and_figures(mar_dir, monkeypatch)
     """TorchServe's management API (GET /models/ser?customized=true) sends a request with a describe header."""
     from ser_serve.model import precision
 
-    timings = {"float32": 1.0, "bfloat16": 0.4, "int8": 0.5}
+    timings = {"float32": 1.0, "bfloat16": 0.4, "openvino": 0.8, "int8": 0.5}
     monkeypatch.setattr(precision, "_median_pass", lambda model, features, budget: timings[model.profile])
     monkeypatch.setattr(ser_handler, "_service", ser_handler.SERHandler())
     context = make_context(mar_dir, model_yaml_config={"ser": {"precision": {"profile": "auto"}}})
@@ -264,7 +264,7 @@ def test_model_description_shows_auto_s_choice_and_figures(mar_dir, monkeypatch)
     (description,) = ser_handler.handle([{"data": None}], context)
     described = json.loads(description)["precision"]
     assert described["requested"] == "auto" and described["profile"] == "bfloat16"
-    assert described["speedup_vs_float32"] == {"bfloat16": 2.5, "int8": 2.0}
+    assert described["speedup_vs_float32"] == {"bfloat16": 2.5, "openvino": 1.25, "int8": 2.0}
     assert described["guard"]["int8"]["passed"] and described["guard"]["bfloat16"]["agreement"] == 1.0
 
 

@@ -27,7 +27,7 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
         report = bench.run(args)
     finally:
         torch.set_num_threads(threads)  # bench.run leaves the cores to the server it starts
-    assert set(report["served"]) == {"ser", "ref_b1", "padded", "ser_bfloat16", "ser_int8", "ser_auto", "triton"}
+    assert set(report["served"]) == {"ser", "ref_b1", "padded", "ser_bfloat16", "ser_int8", "ser_openvino", "ser_auto", "triton"}
     for name, result in report["served"].items():
         assert result["loaded"]["statuses"] == {"200": 6}, name
         assert result["concurrency_1"]["statuses"] == {"200": 3}, name
@@ -44,17 +44,17 @@ def test_bench_measures_ceiling_ours_and_both_baselines(tiny_checkpoint, tmp_pat
         assert overhead[f"{engine}_p50_ms"] > 0
         assert overhead[f"{engine}_overhead_ms"] == overhead[f"{engine}_p50_ms"] - overhead["in_process_p50_ms"]
     # Each profile row says what its worker ran, as the model's description reports it (auto: timed at start).
-    for profile in ("bfloat16", "int8", "auto"):
+    for profile in ("bfloat16", "int8", "openvino", "auto"):
         ran = report["served"][f"ser_{profile}"]["precision"]
-        assert ran["requested"] == profile and ran["profile"] in ("float32", "bfloat16", "int8")
+        assert ran["requested"] == profile and ran["profile"] in ("float32", "bfloat16", "int8", "openvino")
         # Every candidate ran in the worker (an import or kernel failure would show as an error and a fallback;
         # the frontend drops null fields from the description).
         assert ran["guard"] and all(guard.get("error") is None for guard in ran["guard"].values()), ran
-    for profile in ("bfloat16", "int8"):  # the tiny model stays well inside the default guard
+    for profile in ("bfloat16", "int8", "openvino"):  # the tiny model stays well inside the default guard
         assert report["served"][f"ser_{profile}"]["precision"]["profile"] == profile
     assert set(report["served"]["ser_auto"]["precision"]["seconds_per_pass"]) >= {"float32"}
     profiles = report["model_only_profiles"]["profiles"]
-    assert set(profiles) == {"float32", "bfloat16", "int8"} and profiles["float32"]["max_probability_change"] == 0.0
+    assert set(profiles) == {"float32", "bfloat16", "openvino", "int8"} and profiles["float32"]["max_probability_change"] == 0.0
     assert all(p["audio_s_per_s"] > 0 and len(p["round_seconds"]) == 3 for p in profiles.values())
     assert report["model_only_weighted_layer_sum"]["batched"]["audio_s_per_s"] > 0
     assert json.loads((tmp_path / "out" / "bench.json").read_text()) == report

@@ -38,7 +38,7 @@ def test_missing_section_means_defaults():
         ({"limits": {"max_bytes": "lots"}}, r"ser\.limits\.max_bytes: Input should be a valid integer"),
         ({"limits": {"min_sample_rate": 48_000, "max_sample_rate": 16_000}}, r"min_sample_rate 48000 is above max_sample_rate 16000"),
         ("fast", r"ser must be a mapping, got str"),
-        ({"precision": {"profile": "fp8"}}, r"ser\.precision\.profile: Input should be 'float32', 'bfloat16', 'int8', 'float16' or 'auto'"),
+        ({"precision": {"profile": "fp8"}}, r"ser\.precision\.profile: Input should be 'float32', 'bfloat16', 'int8', 'float16', 'openvino' or 'auto'"),
         ({"precision": {"guard": {"min_agreement": 1.5}}}, r"ser\.precision\.guard\.min_agreement: Input should be less than or equal to 1"),
         ({"precision": {"guard": {"max_probability_change": 0}}}, r"ser\.precision\.guard\.max_probability_change: Input should be greater than 0"),
         ({"precision": {"auto_second": 5}}, r"ser\.precision\.auto_second: unknown setting"),
