@@ -99,6 +99,9 @@ $(STAGE1)/config.json: build/data-synth/.made
 	$(PY) -m ser_serve.cli train --train build/data-synth/train.parquet --validation build/data-synth/validation.parquet \
 		--preset small --out $(STAGE1) --epochs 24 --batch-size 16 --lr 1e-3 --warmup-steps 200 --no-calibrate
 # Or take stage 1 from git instead of training it: the previous demo model (commit 6af9feb) is exactly that run.
+# A stage 1 that is there is used as it is (taken from git, it has no data-synth to be newer than, so without this
+# make would regenerate data-synth and retrain stage 1 over it).
+STAGE1_READY = $(if $(wildcard $(STAGE1)/config.json),,$(STAGE1)/config.json)
 stage1-from-git:
 	mkdir -p $(STAGE1)
 	for f in config.json preprocessor_config.json model.safetensors training_log.json; do \
@@ -113,7 +116,7 @@ LOGO_EPOCHS ?= 5
 # Re-train the demo model: stage 1 (if missing), then stage 2 on all generators (about 30 minutes on 2 shared
 # CPU cores), then evaluate it. Its temperature: the one fitted on the leave-one-generator-out folds' held-out
 # generators (build/logo/summary.json: run `make evaluate-demo-logo` first), else the one fitted on validation.
-train-demo: data $(STAGE1)/config.json
+train-demo: data $(STAGE1_READY)
 	$(PY) -m ser_serve.cli train --train build/data/train.parquet --validation build/data/validation.parquet \
 		--init-from $(STAGE1) --out build/demo --epochs $(DEMO_EPOCHS) $(TRAIN_ARGS)
 	@if [ -f build/logo/summary.json ]; then $(PY) -m ser_train.calibrate --model-dir build/demo --logo-summary build/logo/summary.json; \
@@ -132,7 +135,7 @@ evaluate-demo: data
 # Leave-one-generator-out: per held-out TTS engine, stage 2 on the other generators from stage 1, evaluated on the
 # held-out engine (build/logo/summary.md; about 25 minutes per fold; a finished fold is kept, delete its folder to redo it).
 LOGO_HOLDOUT ?= espeak-ng flite festival
-evaluate-demo-logo: data $(STAGE1)/config.json
+evaluate-demo-logo: data $(STAGE1_READY)
 	$(PY) -m ser_train.logo --data build/data --holdout $(LOGO_HOLDOUT) --out build/logo --init-from $(STAGE1) \
 		--train-args "--epochs $(LOGO_EPOCHS) $(TRAIN_ARGS)"
 

@@ -7,7 +7,9 @@ the things real uploads suffer: a room (reverberation), a narrow channel
 (telephone band, a random low-pass), a lossy codec (Opus, MP3, AMR-NB), level
 changes and background noise. The prosodic cues (pitch level and movement,
 rate, loudness contour) survive all of these; the generator's fingerprints do
-not, which is the point.
+not, which is the point. ``other_voice`` (used before the chain, with its own
+probability) changes the voice itself: pitch and formants shifted together and
+a random spectral colouring, as between speakers and microphones.
 
 Everything is driven by the ``numpy.random.Generator`` passed in, so a run is
 reproducible from its seed. Outputs keep the input's length and stay within
@@ -111,4 +113,47 @@ def augment(x: np.ndarray, rng: np.random.Generator, p: float = 0.8, codec: bool
         x = add_noise(x, rng.uniform(5, 35), rng)
     # Gain: a level anywhere from a quiet phone to a hot microphone (peak 0.05..0.99).
     x = x * (rng.uniform(0.05, 0.99) if rng.random() < 0.7 else peak) / (np.abs(x).max() + 1e-9)
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+# --- voice identity -------------------------------------------------------------------------------------------
+# The text-to-speech engines have a handful of voices each, with fixed formants (only F0 and rate vary between
+# their 'speakers'), so a model can learn which generator (and voice) it hears from timbre alone, and then has
+# nothing to go on for an engine it never heard. These steps make a clip sound like another voice while keeping
+# its prosody's shape: the pitch *movements*, the rate and the loudness contour.
+
+
+def shift_voice(x: np.ndarray, semitones: float) -> np.ndarray:
+    """Pitch and formants moved together by ``semitones`` (a shorter or longer vocal tract and a higher or lower
+    voice, as between speakers), duration unchanged (phase-vocoder time stretch, then resampling)."""
+    import librosa
+
+    y = librosa.effects.pitch_shift(np.asarray(x, dtype=np.float32), sr=SAMPLE_RATE, n_steps=semitones,
+                                    res_type="soxr_hq")
+    return np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
+
+
+def colour(x: np.ndarray, rng: np.random.Generator, depth_db: float = 8.0, points: int = 8) -> np.ndarray:
+    """A random smooth spectral envelope (``points`` gains within +-``depth_db`` at log-spaced frequencies
+    from 100 Hz to 8 kHz, interpolated on a log axis): another vocal tract, microphone or loudspeaker colouring."""
+    spectrum = np.fft.rfft(x)
+    freqs = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
+    anchors = np.geomspace(100.0, SAMPLE_RATE / 2, points)
+    gains_db = rng.uniform(-depth_db, depth_db, points)
+    gain = 10 ** (np.interp(np.log(np.maximum(freqs, 1.0)), np.log(anchors), gains_db) / 20)
+    y = np.fft.irfft(spectrum * gain, n=len(x))
+    return y * (np.abs(x).max() / (np.abs(y).max() + 1e-9))
+
+
+def other_voice(x: np.ndarray, rng: np.random.Generator, p: float = 0.5, max_semitones: float = 2.0) -> np.ndarray:
+    """With probability ``p``, the clip as another voice: a random pitch-and-formant shift (each with
+    probability 0.7, up to ``max_semitones`` either way) and a random spectral colouring (0.7). Same length,
+    float32 within [-1, 1]; the clip unchanged with 1 - ``p``."""
+    x = np.asarray(x, dtype=np.float64)
+    if rng.random() >= p:
+        return x.astype(np.float32)
+    if rng.random() < 0.7:
+        x = shift_voice(x, float(rng.uniform(-max_semitones, max_semitones))).astype(np.float64)
+    if rng.random() < 0.7:
+        x = colour(x, rng)
     return np.clip(x, -1, 1).astype(np.float32)

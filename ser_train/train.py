@@ -8,8 +8,10 @@ its preprocessor config and id2label. GPU when there is one, else CPU.
 
 Optionally: on-the-fly augmentation of the training clips (``--augment``,
 ``ser_train.augment``: noise, reverberation, band-limiting, gain, lossy
-codecs), label smoothing, training without some generators (``--exclude-generator``,
-for leave-one-generator-out evaluation), and, by default, temperature
+codecs; ``--voice-augment``: first a pitch-and-formant shift and a spectral
+colouring, so that a clip sounds like another voice), label smoothing,
+training without some generators (``--exclude-generator``, for
+leave-one-generator-out evaluation), and, by default, temperature
 calibration on the validation clips folded into the saved classifier
 (``ser_train.calibrate``), with T and the validation ECE before and after in
 ``training_log.json``.
@@ -61,6 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "AVX512-BF16, as this host's); weights, validation and the saved checkpoint stay float32")
     parser.add_argument("--augment", type=float, default=0.0,
                         help="probability that a training clip is degraded on the fly (ser_train.augment; 0: never)")
+    parser.add_argument("--voice-augment", type=float, default=0.0,
+                        help="probability that a training clip is made to sound like another voice first "
+                             "(ser_train.augment.other_voice: pitch-and-formant shift, spectral colouring; 0: never)")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--generator-column", default="generator", help="column naming each clip's voice generator")
     parser.add_argument("--exclude-generator", action="append", default=[], metavar="NAME",
@@ -109,10 +114,11 @@ class AugmentedClips:
     its draws of that clip; everything else is redrawn each time.
     """
 
-    def __init__(self, decoded, extractor, probability: float, seed: int):
+    def __init__(self, decoded, extractor, probability: float, seed: int, voice_probability: float = 0.0):
         from ser_train.augment import random_codec
 
         self.decoded, self.extractor, self.probability = decoded, extractor, probability
+        self.voice_probability = voice_probability
         rng = np.random.default_rng(seed + 1)
         self.coded = {i: random_codec(x, rng) for i, (x, _) in enumerate(tqdm(decoded, desc="codec copies", unit="clip"))
                       if rng.random() < 0.4} if probability > 0 else {}
@@ -122,11 +128,13 @@ class AugmentedClips:
         return len(self.decoded)
 
     def __getitem__(self, i):
-        from ser_train.augment import augment
+        from ser_train.augment import augment, other_voice
 
         waveform, label = self.decoded[i]
         if i in self.coded and self.rng.random() < 0.5:
             waveform = self.coded[i]
+        if self.voice_probability > 0:
+            waveform = other_voice(waveform, self.rng, self.voice_probability)
         if self.probability > 0:
             waveform = augment(waveform, self.rng, self.probability, codec=False)
         return features(waveform, self.extractor), label
@@ -205,7 +213,7 @@ def train(args) -> dict:
     model = Wav2Vec2ForSequenceClassification.from_pretrained(init).to(device)
     label2id = {label: int(i) for i, label in model.config.id2label.items()}
     decoded_train = decode_all(train_examples, label2id, "decode train")
-    train_data = AugmentedClips(decoded_train, extractor, args.augment, args.seed)
+    train_data = AugmentedClips(decoded_train, extractor, args.augment, args.seed, args.voice_augment)
     decoded_val = decode_all(val_examples, label2id, "decode validation")
     val_data = [(features(x, extractor), label) for x, label in decoded_val]
     crop = int(args.crop_seconds * 16_000)

@@ -56,3 +56,31 @@ def test_codec_round_trip_keeps_length_and_loses_detail(voice, codec):
     assert 0.5 < np.sqrt(np.mean(out**2)) / np.sqrt(np.mean(voice**2)) < 1.5
     if codec[0] == "libopencore_amrnb":
         assert band_energy(out, 4200, 8000) < 0.01
+
+
+def test_other_voice_is_seeded_and_keeps_length_and_range(voice):
+    for seed in range(6):
+        a = augment.other_voice(voice, np.random.default_rng(seed), p=1.0)
+        assert np.array_equal(a, augment.other_voice(voice, np.random.default_rng(seed), p=1.0))
+        assert a.dtype == np.float32 and len(a) == len(voice) and np.abs(a).max() <= 1.0 and np.isfinite(a).all()
+    assert np.array_equal(augment.other_voice(voice, np.random.default_rng(0), p=0.0), voice)
+
+
+def median_f0(x):
+    """The median F0 (YIN, 60..500 Hz) over the clip's frames."""
+    import librosa
+
+    return float(np.median(librosa.yin(np.asarray(x, dtype=np.float32), fmin=60, fmax=500, sr=16_000)))
+
+
+def test_voice_shift_moves_pitch_by_the_semitones_asked(voice):
+    up = augment.shift_voice(voice, 2.0)
+    assert len(up) == len(voice)
+    assert median_f0(up) / median_f0(voice) == pytest.approx(2 ** (2 / 12), rel=0.06)
+
+
+def test_colouring_changes_the_spectrum_not_the_length_or_peak(voice):
+    coloured = augment.colour(voice.astype(np.float64), np.random.default_rng(3), depth_db=12.0)
+    assert len(coloured) == len(voice)
+    assert np.abs(coloured).max() == pytest.approx(np.abs(voice).max(), rel=1e-6)
+    assert abs(band_energy(coloured, 0, 1000) - band_energy(voice, 0, 1000)) > 0.01
