@@ -254,7 +254,8 @@ def _pyav_blocks(data: bytes, fmt: str, limits: AudioLimits, mix: bool) -> Itera
                 raise UndecodableAudio(f"The {fmt} file has no audio stream.")
             stream = container.streams.audio[0]
             rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
-            seconds = float(stream.duration * stream.time_base) if stream.duration else None
+            # A damaged header can carry a duration without a time base: then the length is checked while decoding.
+            seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
             _check_header(fmt, rate, channels, seconds, limits)
             yield rate, max(channels, 1), None  # a container's duration is not an exact frame count
             max_frames = int(limits.max_seconds * rate)
