@@ -253,6 +253,8 @@ def _pyav_blocks(data: bytes, fmt: str, limits: AudioLimits, mix: bool) -> Itera
             if not container.streams.audio:
                 raise UndecodableAudio(f"The {fmt} file has no audio stream.")
             stream = container.streams.audio[0]
+            if stream.codec_context is None:  # a damaged header (seen with a mutated WebM in the fuzz test)
+                raise UndecodableAudio(f"The {fmt} file's audio stream has no decoder.")
             rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
             # A damaged header can carry a duration without a time base: then the length is checked while decoding.
             seconds = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
