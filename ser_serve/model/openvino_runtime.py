@@ -19,6 +19,7 @@ plugin fuses what PyTorch runs op by op.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -71,6 +72,8 @@ class OpenVinoForward:
         compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": self.precision,
                                                      "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
         self._request = compiled.create_infer_request()
+        # One request, one pass at a time: the in-process gateway calls from several threads.
+        self._lock = threading.Lock()
         self.passes = 0
 
     def logits(self, features: Sequence[np.ndarray]) -> torch.Tensor:
@@ -79,6 +82,7 @@ class OpenVinoForward:
         batch = np.zeros((len(features), lengths.max()), dtype=np.float32)
         for row, clip in zip(batch, features):
             row[: len(clip)] = clip
-        self.passes += 1
-        return torch.from_numpy(self._request.infer({0: batch, 1: lengths})[0].copy())
+        with self._lock:
+            self.passes += 1
+            return torch.from_numpy(self._request.infer({0: batch, 1: lengths})[0].copy())
 

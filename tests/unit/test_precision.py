@@ -203,3 +203,16 @@ def test_openvino_sends_no_telemetry(tiny_checkpoint, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not (tmp_path / "intel").exists()
+
+
+def test_openvino_answers_threads_calling_at_once_as_one_at_a_time(model):
+    """One compiled request per worker: concurrent callers (the in-process gateway's threads) must queue for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    precision.apply(model, "openvino")
+    features = [[model.features(voice(0.8 + 0.1 * i, seed=i))] for i in range(8)]
+    alone = [model.predict_proba(f) for f in features]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(model.predict_proba, features * 3))
+    for got, want in zip(together, alone * 3):
+        np.testing.assert_array_equal(got, want)
