@@ -41,7 +41,7 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str, subtype: str | None 
     """
     samples = np.asarray(samples, dtype=np.float32)
     if fmt in _PYAV_FORMATS:
-        return _encode_pyav(samples, sample_rate, *_PYAV_FORMATS[fmt])
+        return encode_pyav(samples, sample_rate, *_PYAV_FORMATS[fmt])
     if fmt not in _SOUNDFILE_FORMATS:
         raise ValueError(f"cannot encode {fmt!r}; choose one of {ENCODABLE_FORMATS}")
     if fmt == "opus" and sample_rate not in OPUS_SAMPLE_RATES:
@@ -52,8 +52,10 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str, subtype: str | None 
     return buffer.getvalue()
 
 
-def _encode_pyav(samples: np.ndarray, sample_rate: int, muxer: str, codec: str, codec_rate: int | None,
-                 codec_channels: int | None) -> bytes:
+def encode_pyav(samples: np.ndarray, sample_rate: int, muxer: str, codec: str, codec_rate: int | None,
+                codec_channels: int | None, bit_rate: int | None = None) -> bytes:
+    """``samples`` through FFmpeg's ``codec`` (at ``codec_rate``, ``codec_channels``, ``bit_rate``; None: the
+    input's or the encoder's default) into a ``muxer`` container, in-process with PyAV."""
     import av
 
     planar = samples.reshape(len(samples), -1).T  # (channels, frames)
@@ -68,6 +70,8 @@ def _encode_pyav(samples: np.ndarray, sample_rate: int, muxer: str, codec: str, 
         stream = container.add_stream(codec, rate=rate, layout=layout)
         if codec == "vorbis":
             stream.codec_context.options = {"strict": "experimental"}  # FFmpeg's own Vorbis encoder
+        if bit_rate is not None:
+            stream.bit_rate = bit_rate
         frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar), format="fltp", layout=layout)
         frame.sample_rate = sample_rate
         # The encoder's own sample format, rate and frame size.

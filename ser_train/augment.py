@@ -18,7 +18,6 @@ reproducible from its seed. Outputs keep the input's length and stay within
 
 from __future__ import annotations
 
-import io
 
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfilt
@@ -66,25 +65,11 @@ def band_limit(x: np.ndarray, low: float | None, high: float | None) -> np.ndarr
 
 def codec_round_trip(x: np.ndarray, codec: str, container: str, bit_rate: int) -> np.ndarray:
     """Encode with FFmpeg's ``codec`` at ``bit_rate`` (PyAV, in-process), decode with the serving decoder."""
-    import av
-
     from ser_serve.audio import load_waveform
+    from ser_tools.encode import encode_pyav
 
     rate = {"libopus": 16_000, "libmp3lame": 16_000, "libopencore_amrnb": 8_000}[codec]
-    buffer = io.BytesIO()
-    with av.open(buffer, mode="w", format=container) as out:
-        stream = out.add_stream(codec, rate=rate, layout="mono")
-        stream.bit_rate = bit_rate
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x, dtype=np.float32)[None], format="fltp", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=rate,
-                                      frame_size=stream.codec_context.frame_size or None)
-        for converted in [*resampler.resample(frame), *resampler.resample(None)]:
-            for packet in stream.encode(converted):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    y = load_waveform(buffer.getvalue())
+    y = load_waveform(encode_pyav(np.asarray(x, dtype=np.float32), SAMPLE_RATE, container, codec, rate, 1, bit_rate))
     # Codecs add priming samples and pad to whole frames: keep the input's length (delay is under 30 ms).
     return np.pad(y, (0, max(0, len(x) - len(y))))[: len(x)]
 
