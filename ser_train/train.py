@@ -67,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="probability that a training clip is made to sound like another voice first "
                              "(ser_train.augment.other_voice: pitch-and-formant shift, spectral colouring; 0: never)")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--prosody-weight", type=float, default=0.0,
+                        help="weight of the auxiliary frame-level prosody loss (ser_train.prosody: pitch, voicing and "
+                             "energy read out of the last hidden state; 0: off). The saved checkpoint is unchanged in shape")
     parser.add_argument("--generator-column", default="generator", help="column naming each clip's voice generator")
     parser.add_argument("--exclude-generator", action="append", default=[], metavar="NAME",
                         help="leave this generator's clips out of training and validation (repeatable)")
@@ -143,8 +146,14 @@ class AugmentedClips:
         return [len(x) for x, _ in self.decoded]
 
 
-def batches(data, batch_size: int, crop: int, rng: random.Random):
-    """Length-bucketed batches; each clip cropped (random offset) to the batch's shortest, at most ``crop``."""
+def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, hop: int = 320):
+    """Length-bucketed batches; each clip cropped (random offset) to the batch's shortest, at most ``crop``.
+
+    Yields (inputs, labels, prosody): with ``targets`` (per clip, ``ser_train.prosody.frame_targets``) the
+    crops' target frames, else None.
+    """
+    from ser_train.prosody import crop_targets
+
     lengths = data.lengths() if hasattr(data, "lengths") else [len(x) for x, _ in data]
     order = list(range(len(data)))
     rng.shuffle(order)
@@ -158,13 +167,16 @@ def batches(data, batch_size: int, crop: int, rng: random.Random):
     # A generator: augmented clips are made batch by batch, not all at once.
     for members in plan:
         width = min(crop, min(lengths[i] for i in members))
-        inputs, labels = [], []
+        inputs, labels, prosody = [], [], []
         for i in members:
             clip, label = data[i]
             offset = rng.randint(0, len(clip) - width)
             inputs.append(clip[offset : offset + width])
             labels.append(label)
-        yield torch.from_numpy(np.stack(inputs)), torch.tensor(labels)
+            if targets is not None:
+                prosody.append(crop_targets(targets[i], offset, width // hop + 1, hop))
+        yield (torch.from_numpy(np.stack(inputs)), torch.tensor(labels),
+               torch.from_numpy(np.stack(prosody)) if targets is not None else None)
 
 
 def plan_size(data, batch_size: int) -> int:
@@ -199,6 +211,9 @@ def train(args) -> dict:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.prosody_weight and args.voice_augment:
+        raise SystemExit("--prosody-weight and --voice-augment do not go together: the prosody targets are measured "
+                         "on the clean clip, and a voice shift moves its pitch")
     rng = random.Random(args.seed)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train_examples = load_split(args.train, None if args.validation else "train", args)
@@ -214,28 +229,40 @@ def train(args) -> dict:
     label2id = {label: int(i) for i, label in model.config.id2label.items()}
     decoded_train = decode_all(train_examples, label2id, "decode train")
     train_data = AugmentedClips(decoded_train, extractor, args.augment, args.seed, args.voice_augment)
+    targets, head, hop = None, None, int(np.prod(model.config.conv_stride))
+    if args.prosody_weight:
+        from ser_train.prosody import ProsodyHead, frame_targets
+
+        targets = [frame_targets(x, hop) for x, _ in tqdm(decoded_train, desc="prosody targets", unit="clip")]
+        head = ProsodyHead(model.config.hidden_size).to(device)
     decoded_val = decode_all(val_examples, label2id, "decode validation")
     val_data = [(features(x, extractor), label) for x, label in decoded_val]
     crop = int(args.crop_seconds * 16_000)
     steps_per_epoch = plan_size(train_data, args.batch_size)
     total_steps = steps_per_epoch * args.epochs if not args.max_steps else min(args.max_steps, steps_per_epoch * args.epochs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    parameters = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, min(args.warmup_steps, total_steps // 5), total_steps)
     history, best, step = [], -1.0, 0
     print(f"training on {device}: {len(train_data)} train / {len(val_data)} validation clips, "
           f"{steps_per_epoch} steps per epoch, {total_steps} steps", flush=True)
     for epoch in range(1, args.epochs + 1):
         model.train()
-        started, losses = time.time(), []
-        progress = tqdm(batches(train_data, args.batch_size, crop, rng), total=steps_per_epoch,
+        started, losses, prosody_losses = time.time(), [], []
+        progress = tqdm(batches(train_data, args.batch_size, crop, rng, targets, hop), total=steps_per_epoch,
                         desc=f"epoch {epoch}/{args.epochs}", unit="batch")
-        for inputs, labels in progress:
+        for inputs, labels, prosody in progress:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                logits = model(input_values=inputs.to(device)).logits
-            loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(device), label_smoothing=args.label_smoothing)
+                outputs = model(input_values=inputs.to(device), output_hidden_states=head is not None)
+            loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels.to(device),
+                                                     label_smoothing=args.label_smoothing)
+            if head is not None:
+                prosody_loss = head.loss(outputs.hidden_states[-1], prosody.to(device))
+                prosody_losses.append(prosody_loss.item())
+                loss = loss + args.prosody_weight * prosody_loss
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
             schedule.step()
             losses.append(loss.item())
@@ -246,6 +273,8 @@ def train(args) -> dict:
         val_accuracy, val_loss = accuracy(model, val_data, device)
         record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
                   "val_accuracy": val_accuracy, "seconds": round(time.time() - started, 1)}
+        if prosody_losses:
+            record["prosody_loss"] = float(np.mean(prosody_losses))
         history.append(record)
         print(json.dumps(record), flush=True)
         if val_accuracy > best:

@@ -1,0 +1,92 @@
+"""The auxiliary prosody targets and head (ser_train.prosody) and their use in `ser-serve train --prosody-weight`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ser_train import train
+from ser_train.dataset import write_synthetic_dataset
+from ser_train.prosody import CHANNELS, F0_CENTRE, F0_SCALE, ProsodyHead, crop_targets, frame_targets
+
+SR = 16_000
+
+
+def voice(f0: float, seconds: float) -> np.ndarray:
+    """A buzzy periodic tone (a few harmonics) at ``f0``."""
+    t = np.arange(int(seconds * SR)) / SR
+    return (0.3 * sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6))).astype(np.float32)
+
+
+def semitones(targets: np.ndarray) -> np.ndarray:
+    voiced = targets[:, 1] > 0
+    return targets[voiced, 0] * F0_SCALE + F0_CENTRE
+
+
+def test_pitch_voicing_and_energy_of_a_tone_between_silences():
+    rng = np.random.default_rng(0)
+    silence = 1e-4 * rng.standard_normal(SR // 2).astype(np.float32)
+    x = np.concatenate([silence, voice(150.0, 1.0), silence])
+    targets = frame_targets(x, 320)
+    assert targets.shape[1] == CHANNELS
+    assert len(targets) == 1 + (len(x) - 1024) // 320
+    voiced = targets[:, 1] > 0
+    # The tone's frames (not the silences') are voiced, at 150 Hz: 12 log2(1.5) = 7.02 semitones re 100 Hz.
+    assert voiced[30:45].all() and not voiced[:20].any() and not voiced[-20:].any()
+    assert np.allclose(semitones(targets), 12 * np.log2(1.5), atol=0.2)
+    assert targets[voiced, 2].min() > 0.5 > targets[:20, 2].max()  # energy: loud tone, quiet silence
+
+
+def test_a_higher_voice_has_higher_pitch_targets_and_no_octave_errors():
+    low, high = frame_targets(voice(110.0, 1.5), 320), frame_targets(voice(220.0, 1.5), 320)
+    assert np.median(semitones(high)) - np.median(semitones(low)) == pytest.approx(12.0, abs=0.3)
+    assert np.ptp(semitones(low)) < 1.0 and np.ptp(semitones(high)) < 1.0
+
+
+def test_crop_targets_follow_the_crop_and_pad_with_silence():
+    targets = np.arange(20 * CHANNELS, dtype=np.float32).reshape(20, CHANNELS)
+    assert np.array_equal(crop_targets(targets, 5 * 320, 4, 320), targets[5:9])
+    assert np.array_equal(crop_targets(targets, 5 * 320 + 100, 4, 320), targets[5:9])  # nearest frame
+    tail = crop_targets(targets, 18 * 320, 4, 320)
+    assert np.array_equal(tail[:2], targets[18:]) and not tail[2:].any()
+
+
+def test_head_loss_counts_pitch_on_voiced_frames_only():
+    head = ProsodyHead(4)
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.copy_(torch.tensor([0.0, 20.0, 1.0]))  # pitch 0, surely voiced, energy 1
+    hidden = torch.zeros(1, 3, 4)
+    targets = torch.tensor([[[0.0, 1.0, 1.0], [0.0, 1.0, 1.0], [5.0, 0.0, 1.0]]])  # a wild pitch on an unvoiced frame
+    unvoiced_only_wrong = head.loss(hidden, targets).item()
+    targets[0, 0, 0] = 1.0  # now a voiced frame's pitch is off by 1
+    assert head.loss(hidden, targets).item() - unvoiced_only_wrong == pytest.approx(0.5, abs=1e-3)  # 1^2 over 2 voiced
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("data"), seed=5, per_label={"train": 3, "validation": 1, "test": 1})
+
+
+def test_training_with_the_prosody_loss_lowers_it_and_saves_a_plain_checkpoint(small_dataset, tmp_path):
+    from transformers import Wav2Vec2ForSequenceClassification
+
+    out = tmp_path / "model"
+    summary = train.train(train.parse_args([
+        "--train", str(small_dataset["train"]), "--validation", str(small_dataset["validation"]),
+        "--preset", "tiny", "--out", str(out), "--epochs", "5", "--batch-size", "8", "--lr", "3e-3",
+        "--warmup-steps", "2", "--crop-seconds", "1.0", "--prosody-weight", "1.0", "--no-calibrate"]))
+    prosody = [epoch["prosody_loss"] for epoch in summary["history"]]
+    assert prosody[-1] < prosody[0]
+    # The head is not part of the checkpoint: it loads as the plain model, with no missing or unexpected keys.
+    model, info = Wav2Vec2ForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    assert json.loads((out / "training_log.json").read_text())["args"]["prosody_weight"] == 1.0
+
+
+def test_prosody_loss_and_voice_shift_are_refused_together(small_dataset, tmp_path):
+    with pytest.raises(SystemExit, match="do not go together"):
+        train.train(train.parse_args([
+            "--train", str(small_dataset["train"]), "--preset", "tiny", "--out", str(tmp_path / "m"),
+            "--prosody-weight", "0.5", "--voice-augment", "0.5"]))
