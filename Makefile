@@ -9,7 +9,7 @@ MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 PRECISION ?=
 PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 
-.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo evaluate-demo-logo clean
+.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo evaluate-demo-logo probe-demo clean
 
 setup: $(VENV)/.installed
 
@@ -138,6 +138,11 @@ LOGO_HOLDOUT ?= espeak-ng flite festival
 evaluate-demo-logo: data $(STAGE1_READY)
 	$(PY) -m ser_train.logo --data build/data --holdout $(LOGO_HOLDOUT) --out build/logo --init-from $(STAGE1) \
 		--train-args "--epochs $(LOGO_EPOCHS) $(TRAIN_ARGS)"
+
+# How far prosody alone carries to an unheard engine: boosted trees on a dozen hand-made prosodic measures,
+# leave-one-generator-out as above (build/prosody-probe/summary.md; about 2 minutes): the yardstick for the folds.
+probe-demo: data
+	$(PY) -m ser_train.prosody_probe --data build/data --out build/prosody-probe
 
 # gRPC stubs from the installed TorchServe's own inference.proto (also made on first use).
 grpc-stubs: setup

@@ -130,15 +130,19 @@ def colour(x: np.ndarray, rng: np.random.Generator, depth_db: float = 8.0, point
     return y * (np.abs(x).max() / (np.abs(y).max() + 1e-9))
 
 
-def other_voice(x: np.ndarray, rng: np.random.Generator, p: float = 0.5, max_semitones: float = 2.0) -> np.ndarray:
+def other_voice(x: np.ndarray, rng: np.random.Generator, p: float = 0.5,
+                max_semitones: float = 2.0) -> tuple[np.ndarray, float]:
     """With probability ``p``, the clip as another voice: a random pitch-and-formant shift (each with
     probability 0.7, up to ``max_semitones`` either way) and a random spectral colouring (0.7). Same length,
-    float32 within [-1, 1]; the clip unchanged with 1 - ``p``."""
+    float32 within [-1, 1]; the clip unchanged with 1 - ``p``. Also returns the shift in semitones (0 for
+    none), so that pitch targets measured on the original clip can follow it."""
     x = np.asarray(x, dtype=np.float64)
     if rng.random() >= p:
-        return x.astype(np.float32)
+        return x.astype(np.float32), 0.0
+    semitones = 0.0
     if rng.random() < 0.7:
-        x = shift_voice(x, float(rng.uniform(-max_semitones, max_semitones))).astype(np.float64)
+        semitones = float(rng.uniform(-max_semitones, max_semitones))
+        x = shift_voice(x, semitones).astype(np.float64)
     if rng.random() < 0.7:
         x = colour(x, rng)
-    return np.clip(x, -1, 1).astype(np.float32)
+    return np.clip(x, -1, 1).astype(np.float32), semitones

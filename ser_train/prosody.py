@@ -3,10 +3,11 @@
 Why. Trained on emotion labels alone, the demo model learns whichever cues
 separate the labels in the voices it trained on — and many of those are the
 voices' own fingerprints. On a voice generator it never heard it was right on
-26-37 % of clips, while a gradient-boosted classifier on a dozen hand-made
-prosodic measures of the same clips (pitch level, range and final movement,
-energy-peak rate, duration) was right on 46-56 % of an unheard engine's clips
-(README, "Demo model"). The cues are there; the model was not made to find them.
+26-37 % of clips, while gradient-boosted trees on a dozen hand-made prosodic
+measures of the same clips (pitch level, range and final movement, voiced
+share, energy-peak rate, duration; ``python -m ser_train.prosody_probe``) were
+right on 44-48 % of an unheard engine's clips. The cues are there; the model
+was not made to find them.
 
 What. For every training clip, once, before training: per model frame (the
 conv stack's hop, 20 ms), its pitch in semitones (YIN), whether it is voiced,
@@ -18,7 +19,7 @@ of the same shape, loaded and served as any other.
 
 Targets are measured on the clean clip; the channel augmentation (noise, room,
 band-limiting, codecs) keeps the timing and the pitch, so the targets still
-hold. A pitch shift (``--voice-augment``) would not; the two are not combined.
+hold, and a voice shift (``--voice-augment``) moves the pitch targets with it.
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ def crop_targets(targets: np.ndarray, offset: int, frames: int, hop: int) -> np.
     piece = targets[start : start + frames]
     out[: len(piece)] = piece
     return out
+
+
+def shift_pitch(targets: np.ndarray, semitones: float) -> np.ndarray:
+    """Targets of the clip after its voice was shifted by ``semitones``: the voiced frames' pitch moves with it."""
+    if not semitones:
+        return targets
+    shifted = targets.copy()
+    voiced = shifted[:, 1] > 0
+    shifted[voiced, 0] += semitones / F0_SCALE
+    return shifted
 
 
 class ProsodyHead(torch.nn.Module):

@@ -9,7 +9,8 @@ its preprocessor config and id2label. GPU when there is one, else CPU.
 Optionally: on-the-fly augmentation of the training clips (``--augment``,
 ``ser_train.augment``: noise, reverberation, band-limiting, gain, lossy
 codecs; ``--voice-augment``: first a pitch-and-formant shift and a spectral
-colouring, so that a clip sounds like another voice), label smoothing,
+colouring, so that a clip sounds like another voice), label smoothing, an
+auxiliary frame-level prosody loss (``--prosody-weight``, ``ser_train.prosody``),
 training without some generators (``--exclude-generator``, for
 leave-one-generator-out evaluation), and, by default, temperature
 calibration on the validation clips folded into the saved classifier
@@ -111,6 +112,8 @@ def features(waveform: np.ndarray, extractor) -> np.ndarray:
 class AugmentedClips:
     """Training clips degraded afresh each epoch (``ser_train.augment``), then normalised as the server does.
 
+    An item is (features, label, semitones): the voice shift applied (0 for none), which pitch targets follow.
+
     The codec round trip costs tens of milliseconds, too slow to redo every
     epoch on a CPU: a random 40% of the clips get one codec-degraded copy
     (random codec and bit rate) made once, which an epoch uses for half of
@@ -136,11 +139,12 @@ class AugmentedClips:
         waveform, label = self.decoded[i]
         if i in self.coded and self.rng.random() < 0.5:
             waveform = self.coded[i]
+        semitones = 0.0
         if self.voice_probability > 0:
-            waveform = other_voice(waveform, self.rng, self.voice_probability)
+            waveform, semitones = other_voice(waveform, self.rng, self.voice_probability)
         if self.probability > 0:
             waveform = augment(waveform, self.rng, self.probability, codec=False)
-        return features(waveform, self.extractor), label
+        return features(waveform, self.extractor), label, semitones
 
     def lengths(self):
         return [len(x) for x, _ in self.decoded]
@@ -152,9 +156,9 @@ def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, 
     Yields (inputs, labels, prosody): with ``targets`` (per clip, ``ser_train.prosody.frame_targets``) the
     crops' target frames, else None.
     """
-    from ser_train.prosody import crop_targets
+    from ser_train.prosody import crop_targets, shift_pitch
 
-    lengths = data.lengths() if hasattr(data, "lengths") else [len(x) for x, _ in data]
+    lengths = data.lengths() if hasattr(data, "lengths") else [len(item[0]) for item in data]
     order = list(range(len(data)))
     rng.shuffle(order)
     chunks = [order[i : i + batch_size * 8] for i in range(0, len(order), batch_size * 8)]
@@ -169,12 +173,12 @@ def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, 
         width = min(crop, min(lengths[i] for i in members))
         inputs, labels, prosody = [], [], []
         for i in members:
-            clip, label = data[i]
+            clip, label, *shift = data[i]
             offset = rng.randint(0, len(clip) - width)
             inputs.append(clip[offset : offset + width])
             labels.append(label)
             if targets is not None:
-                prosody.append(crop_targets(targets[i], offset, width // hop + 1, hop))
+                prosody.append(shift_pitch(crop_targets(targets[i], offset, width // hop + 1, hop), sum(shift)))
         yield (torch.from_numpy(np.stack(inputs)), torch.tensor(labels),
                torch.from_numpy(np.stack(prosody)) if targets is not None else None)
 
@@ -211,9 +215,6 @@ def train(args) -> dict:
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.prosody_weight and args.voice_augment:
-        raise SystemExit("--prosody-weight and --voice-augment do not go together: the prosody targets are measured "
-                         "on the clean clip, and a voice shift moves its pitch")
     rng = random.Random(args.seed)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     train_examples = load_split(args.train, None if args.validation else "train", args)
@@ -254,18 +255,19 @@ def train(args) -> dict:
         for inputs, labels, prosody in progress:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 outputs = model(input_values=inputs.to(device), output_hidden_states=head is not None)
-            loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels.to(device),
-                                                     label_smoothing=args.label_smoothing)
+            classification = torch.nn.functional.cross_entropy(outputs.logits.float(), labels.to(device),
+                                                               label_smoothing=args.label_smoothing)
+            loss = classification
             if head is not None:
                 prosody_loss = head.loss(outputs.hidden_states[-1], prosody.to(device))
                 prosody_losses.append(prosody_loss.item())
-                loss = loss + args.prosody_weight * prosody_loss
+                loss = classification + args.prosody_weight * prosody_loss
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
             optimizer.step()
             schedule.step()
-            losses.append(loss.item())
+            losses.append(classification.item())  # train_loss: the label loss alone, comparable with or without prosody
             progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             step += 1
             if step >= total_steps:

@@ -59,11 +59,27 @@ def test_codec_round_trip_keeps_length_and_loses_detail(voice, codec):
 
 
 def test_other_voice_is_seeded_and_keeps_length_and_range(voice):
+    shifts = []
     for seed in range(6):
-        a = augment.other_voice(voice, np.random.default_rng(seed), p=1.0)
-        assert np.array_equal(a, augment.other_voice(voice, np.random.default_rng(seed), p=1.0))
+        a, semitones = augment.other_voice(voice, np.random.default_rng(seed), p=1.0)
+        again, same = augment.other_voice(voice, np.random.default_rng(seed), p=1.0)
+        assert np.array_equal(a, again) and semitones == same
         assert a.dtype == np.float32 and len(a) == len(voice) and np.abs(a).max() <= 1.0 and np.isfinite(a).all()
-    assert np.array_equal(augment.other_voice(voice, np.random.default_rng(0), p=0.0), voice)
+        assert abs(semitones) <= 2.0
+        shifts.append(semitones)
+    assert any(shifts) and 0.0 in shifts  # a shift with probability 0.7, reported; none reported as 0
+    unchanged, none = augment.other_voice(voice, np.random.default_rng(0), p=0.0)
+    assert np.array_equal(unchanged, voice) and none == 0.0
+
+
+def test_other_voice_reports_the_shift_it_made(voice):
+    for seed in range(8):
+        shifted, semitones = augment.other_voice(voice, np.random.default_rng(seed), p=1.0)
+        if abs(semitones) > 1.0:
+            # (the random colouring after the shift moves YIN's median a little: within 0.75 semitone here)
+            assert 12 * np.log2(median_f0(shifted) / median_f0(voice)) == pytest.approx(semitones, abs=0.75)
+            return
+    pytest.fail("no seed of 8 shifted the voice by more than a semitone")
 
 
 def median_f0(x):

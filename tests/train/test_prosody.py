@@ -8,7 +8,7 @@ import torch
 
 from ser_train import train
 from ser_train.dataset import write_synthetic_dataset
-from ser_train.prosody import CHANNELS, F0_CENTRE, F0_SCALE, ProsodyHead, crop_targets, frame_targets
+from ser_train.prosody import CHANNELS, F0_CENTRE, F0_SCALE, ProsodyHead, crop_targets, frame_targets, shift_pitch
 
 SR = 16_000
 
@@ -85,8 +85,46 @@ def test_training_with_the_prosody_loss_lowers_it_and_saves_a_plain_checkpoint(s
     assert json.loads((out / "training_log.json").read_text())["args"]["prosody_weight"] == 1.0
 
 
-def test_prosody_loss_and_voice_shift_are_refused_together(small_dataset, tmp_path):
-    with pytest.raises(SystemExit, match="do not go together"):
-        train.train(train.parse_args([
-            "--train", str(small_dataset["train"]), "--preset", "tiny", "--out", str(tmp_path / "m"),
-            "--prosody-weight", "0.5", "--voice-augment", "0.5"]))
+def test_pitch_targets_follow_a_voice_shift():
+    targets = frame_targets(np.concatenate([np.zeros(SR // 4, np.float32), voice(150.0, 1.0)]), 320)
+    up = shift_pitch(targets, 3.0)
+    voiced = targets[:, 1] > 0
+    assert np.allclose(semitones(up), semitones(targets) + 3.0, atol=1e-5)
+    assert np.array_equal(up[~voiced], targets[~voiced]) and np.array_equal(up[:, 1:], targets[:, 1:])
+    assert shift_pitch(targets, 0.0) is targets
+
+
+def test_batches_carry_each_clips_voice_shift_into_its_pitch_targets(monkeypatch):
+    import random
+
+    clips = [(np.zeros(SR, np.float32), 0, 2.0), (np.zeros(SR, np.float32), 1, 0.0)]
+    targets = [np.tile(np.array([[0.5, 1.0, 1.0]], np.float32), (SR // 320 + 1, 1)) for _ in clips]
+    inputs, labels, prosody = next(train.batches(clips, 2, SR, random.Random(0), targets, 320))
+    by_label = {int(label): prosody[k] for k, label in enumerate(labels)}
+    assert torch.allclose(by_label[0][:, 0], torch.tensor(0.5 + 2.0 / F0_SCALE))
+    assert torch.allclose(by_label[1][:, 0], torch.tensor(0.5))
+
+
+def test_probe_measures_follow_the_voice_and_it_scores_each_generator_held_out(tts_engines, tmp_path):
+    import io
+
+    import soundfile as sf
+
+    from ser_train.prosody_probe import MEASURES, markdown, measures, probe
+
+    def wav(x):
+        buffer = io.BytesIO()
+        sf.write(buffer, x, SR, format="WAV")
+        return buffer.getvalue()
+
+    low, high = (dict(zip(MEASURES, measures(wav(voice(f0, 1.5))))) for f0 in (110.0, 220.0))
+    assert high["pitch_median"] - low["pitch_median"] == pytest.approx(12.0, abs=0.3)
+    assert low["voiced_share"] > 0.9 and low["seconds"] == pytest.approx(1.5, abs=0.1)
+
+    data = write_synthetic_dataset(tmp_path, seed=2, per_label={"train": 3, "validation": 1, "test": 1},
+                                   generators=("synth", "espeak-ng"))
+    result = probe(data["train"].parent, workers=1)
+    rows = {r["generator"]: r for r in result["generators"]}
+    assert sorted(rows) == ["espeak-ng", "synth"] and rows["espeak-ng"]["test_clips"] == 8
+    assert 0.0 <= rows["espeak-ng"]["held_out_accuracy"] <= 1.0 and rows["synth"]["held_out_accuracy"] is None
+    assert "| espeak-ng | 8 |" in markdown(result)
