@@ -37,7 +37,7 @@ ENERGY_FLOOR_DB = -50.0
 CHANNELS = 3  # pitch, voicing, energy
 
 
-def frame_targets(waveform: np.ndarray, hop: int) -> np.ndarray:
+def frame_targets(waveform: np.ndarray, hop: int, relative: bool = False) -> np.ndarray:
     """(frames, 3) float32: scaled pitch (0 where unvoiced), voiced (0/1), energy in dB re the loudest frame / 50 + 1.
 
     Frame i covers samples [i * hop, i * hop + 1024), about what the model's frame i hears (the small preset's
@@ -62,7 +62,9 @@ def frame_targets(waveform: np.ndarray, hop: int) -> np.ndarray:
     semitones = 12 * np.log2(f0 / 100.0)
     neighbours = np.median(np.stack([np.roll(semitones, 1), semitones, np.roll(semitones, -1)]), axis=0)
     voiced = loud & (f0 > low * 1.03) & (f0 < high * 0.97) & (np.abs(semitones - neighbours) < 1.5)
-    pitch = np.where(voiced, (semitones - F0_CENTRE) / F0_SCALE, 0.0)
+    # Relative: the pitch movement around the clip's own median (the contour, not the voice's level).
+    centre_st = float(np.median(semitones[voiced])) if relative and voiced.any() else F0_CENTRE
+    pitch = np.where(voiced, (semitones - centre_st) / F0_SCALE, 0.0)
     return np.stack([pitch, voiced.astype(np.float32), energy_db / -ENERGY_FLOOR_DB + 1.0], axis=1).astype(np.float32)
 
 

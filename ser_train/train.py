@@ -71,6 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--prosody-weight", type=float, default=0.0,
                         help="weight of the auxiliary frame-level prosody loss (ser_train.prosody: pitch, voicing and "
                              "energy read out of the last hidden state; 0: off). The saved checkpoint is unchanged in shape")
+    parser.add_argument("--prosody-pitch", choices=("absolute", "relative"), default="absolute",
+                        help="pitch target of the prosody loss: semitones re 100 Hz, or re the clip's own median "
+                             "(the contour only; a voice shift leaves it unchanged)")
     parser.add_argument("--generator-column", default="generator", help="column naming each clip's voice generator")
     parser.add_argument("--exclude-generator", action="append", default=[], metavar="NAME",
                         help="leave this generator's clips out of training and validation (repeatable)")
@@ -150,11 +153,12 @@ class AugmentedClips:
         return [len(x) for x, _ in self.decoded]
 
 
-def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, hop: int = 320):
+def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, hop: int = 320,
+            shift_targets: bool = True):
     """Length-bucketed batches; each clip cropped (random offset) to the batch's shortest, at most ``crop``.
 
     Yields (inputs, labels, prosody): with ``targets`` (per clip, ``ser_train.prosody.frame_targets``) the
-    crops' target frames, else None.
+    crops' target frames (their pitch moved by each clip's voice shift when ``shift_targets``), else None.
     """
     from ser_train.prosody import crop_targets, shift_pitch
 
@@ -178,7 +182,8 @@ def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, 
             inputs.append(clip[offset : offset + width])
             labels.append(label)
             if targets is not None:
-                prosody.append(shift_pitch(crop_targets(targets[i], offset, width // hop + 1, hop), sum(shift)))
+                cropped = crop_targets(targets[i], offset, width // hop + 1, hop)
+                prosody.append(shift_pitch(cropped, sum(shift)) if shift_targets else cropped)
         yield (torch.from_numpy(np.stack(inputs)), torch.tensor(labels),
                torch.from_numpy(np.stack(prosody)) if targets is not None else None)
 
@@ -234,7 +239,8 @@ def train(args) -> dict:
     if args.prosody_weight:
         from ser_train.prosody import ProsodyHead, frame_targets
 
-        targets = [frame_targets(x, hop) for x, _ in tqdm(decoded_train, desc="prosody targets", unit="clip")]
+        relative = args.prosody_pitch == "relative"
+        targets = [frame_targets(x, hop, relative) for x, _ in tqdm(decoded_train, desc="prosody targets", unit="clip")]
         head = ProsodyHead(model.config.hidden_size).to(device)
     decoded_val = decode_all(val_examples, label2id, "decode validation")
     val_data = [(features(x, extractor), label) for x, label in decoded_val]
@@ -250,7 +256,8 @@ def train(args) -> dict:
     for epoch in range(1, args.epochs + 1):
         model.train()
         started, losses, prosody_losses = time.time(), [], []
-        progress = tqdm(batches(train_data, args.batch_size, crop, rng, targets, hop), total=steps_per_epoch,
+        progress = tqdm(batches(train_data, args.batch_size, crop, rng, targets, hop, args.prosody_pitch == "absolute"),
+                        total=steps_per_epoch,
                         desc=f"epoch {epoch}/{args.epochs}", unit="batch")
         for inputs, labels, prosody in progress:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):

@@ -44,6 +44,22 @@ def test_a_higher_voice_has_higher_pitch_targets_and_no_octave_errors():
     assert np.ptp(semitones(low)) < 1.0 and np.ptp(semitones(high)) < 1.0
 
 
+def test_relative_pitch_is_the_contour_around_the_clips_median():
+    def glide(start, end):  # a voice gliding from start to end Hz
+        t = np.arange(SR) / SR
+        phase = 2 * np.pi * np.cumsum(np.geomspace(start, end, SR)) / SR
+        return (0.3 * sum(np.sin(k * phase) / k for k in range(1, 6))).astype(np.float32)
+
+    low, high = frame_targets(glide(100, 140), 320, relative=True), frame_targets(glide(200, 280), 320, relative=True)
+    # An octave apart, the same movement: the same relative targets (absolute ones differ by 12 semitones).
+    assert np.median(semitones(low)) == pytest.approx(F0_CENTRE, abs=0.01)
+    assert np.allclose(semitones(low)[5:-5], semitones(high)[5:-5], atol=0.3)
+    frames = len(semitones(low)) - 1  # a glide of 12 log2(1.4) = 5.8 semitones per second, 320 samples per frame
+    assert semitones(low)[-1] - semitones(low)[0] == pytest.approx(12 * np.log2(1.4) * frames * 320 / SR, abs=0.3)
+    absolute = frame_targets(glide(200, 280), 320)
+    assert np.median(semitones(absolute)) - np.median(semitones(frame_targets(glide(100, 140), 320))) == pytest.approx(12, abs=0.3)
+
+
 def test_crop_targets_follow_the_crop_and_pad_with_silence():
     targets = np.arange(20 * CHANNELS, dtype=np.float32).reshape(20, CHANNELS)
     assert np.array_equal(crop_targets(targets, 5 * 320, 4, 320), targets[5:9])
