@@ -53,12 +53,10 @@ def frame_targets(waveform: np.ndarray, hop: int, relative: bool = False) -> np.
     loud = energy_db > -25
     # Two passes, as pitch trackers adapt to the speaker: the clip's median pitch over loud frames first, then
     # YIN again within a bit less than an octave of it either way, where octave errors cannot land.
-    f0 = _yin(x, hop, F0_MIN, F0_MAX)
-    centre = float(np.median(f0[: len(loud)][loud[: len(f0)]])) if loud.any() else 150.0
+    # (YIN and the RMS use the same frames, so their lengths agree.)
+    centre = float(np.median(_yin(x, hop, F0_MIN, F0_MAX)[loud])) if loud.any() else 150.0
     low, high = max(F0_MIN, centre / 1.8), min(F0_MAX, centre * 1.8)
     f0 = _yin(x, hop, low, high)
-    n = min(len(rms), len(f0))
-    f0, energy_db, loud = f0[:n], energy_db[:n], loud[:n]
     semitones = 12 * np.log2(f0 / 100.0)
     neighbours = np.median(np.stack([np.roll(semitones, 1), semitones, np.roll(semitones, -1)]), axis=0)
     voiced = loud & (f0 > low * 1.03) & (f0 < high * 0.97) & (np.abs(semitones - neighbours) < 1.5)

@@ -177,13 +177,13 @@ def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, 
         width = min(crop, min(lengths[i] for i in members))
         inputs, labels, prosody = [], [], []
         for i in members:
-            clip, label, *shift = data[i]
+            clip, label, *voice_shift = data[i]  # AugmentedClips add the semitones of the voice shift
             offset = rng.randint(0, len(clip) - width)
             inputs.append(clip[offset : offset + width])
             labels.append(label)
             if targets is not None:
                 cropped = crop_targets(targets[i], offset, width // hop + 1, hop)
-                prosody.append(shift_pitch(cropped, sum(shift)) if shift_targets else cropped)
+                prosody.append(shift_pitch(cropped, voice_shift[0]) if shift_targets and voice_shift else cropped)
         yield (torch.from_numpy(np.stack(inputs)), torch.tensor(labels),
                torch.from_numpy(np.stack(prosody)) if targets is not None else None)
 
