@@ -3,7 +3,7 @@
 Why. Trained on emotion labels alone, the demo model learns whichever cues
 separate the labels in the voices it trained on — and many of those are the
 voices' own fingerprints. On a voice generator it never heard it was right on
-26-37 % of clips, while gradient-boosted trees on a dozen hand-made prosodic
+26-37 % of clips, while gradient-boosted trees on eleven hand-made prosodic
 measures of the same clips (pitch level, range and final movement, voiced
 share, energy-peak rate, duration; ``python -m ser_train.prosody_probe``) were
 right on 44-48 % of an unheard engine's clips. The cues are there; the model

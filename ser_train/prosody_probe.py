@@ -1,6 +1,6 @@
 """How far prosody alone carries across voice generators: a yardstick for the demo model's held-out figures.
 
-A dozen hand-made measures per clip — pitch level, spread, range and final
+Eleven hand-made measures per clip — pitch level, spread, range and final
 movement (``ser_train.prosody.frame_targets``' pitch track), voiced share,
 energy-peak rate, duration, loudness spread, spectral centroid — and a
 gradient-boosted classifier (scikit-learn) on them, evaluated as the demo
