@@ -46,7 +46,6 @@ def test_a_higher_voice_has_higher_pitch_targets_and_no_octave_errors():
 
 def test_relative_pitch_is_the_contour_around_the_clips_median():
     def glide(start, end):  # a voice gliding from start to end Hz
-        t = np.arange(SR) / SR
         phase = 2 * np.pi * np.cumsum(np.geomspace(start, end, SR)) / SR
         return (0.3 * sum(np.sin(k * phase) / k for k in range(1, 6))).astype(np.float32)
 
@@ -78,11 +77,6 @@ def test_head_loss_counts_pitch_on_voiced_frames_only():
     unvoiced_only_wrong = head.loss(hidden, targets).item()
     targets[0, 0, 0] = 1.0  # now a voiced frame's pitch is off by 1
     assert head.loss(hidden, targets).item() - unvoiced_only_wrong == pytest.approx(0.5, abs=1e-3)  # 1^2 over 2 voiced
-
-
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    return write_synthetic_dataset(tmp_path_factory.mktemp("data"), seed=5, per_label={"train": 3, "validation": 1, "test": 1})
 
 
 def test_training_with_the_prosody_loss_lowers_it_and_saves_a_plain_checkpoint(small_dataset, tmp_path):

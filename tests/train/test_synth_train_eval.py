@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ser_train import evaluate, train
-from ser_train.dataset import read_examples, write_examples, write_synthetic_dataset
+from ser_train.dataset import read_examples, write_examples
 from ser_train.synth import EMOTIONS, Speaker, generate, utterance
 
 
@@ -63,11 +63,6 @@ def test_integer_labels_and_custom_column_names(tmp_path):
     assert examples[0].label == "fear"
     with pytest.raises(ValueError, match=r"no column\(s\) \['audio', 'label'\]; it has \['speech', 'emotion_id'\]"):
         read_examples(tmp_path / "ints.parquet")
-
-
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    return write_synthetic_dataset(tmp_path_factory.mktemp("data"), seed=3, per_label={"train": 4, "validation": 1, "test": 2})
 
 
 def test_a_few_training_steps_lower_the_loss_and_save_a_loadable_checkpoint(small_dataset, tmp_path):
