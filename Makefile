@@ -139,7 +139,7 @@ evaluate-demo-logo: data $(STAGE1_READY)
 	$(PY) -m ser_train.logo --data build/data --holdout $(LOGO_HOLDOUT) --out build/logo --init-from $(STAGE1) \
 		--train-args "--epochs $(LOGO_EPOCHS) $(TRAIN_ARGS)"
 
-# How far prosody alone carries to an unheard engine: boosted trees on a dozen hand-made prosodic measures,
+# How far prosody alone carries to an unheard engine: boosted trees on eleven hand-made prosodic measures,
 # leave-one-generator-out as above (build/prosody-probe/summary.md; about 2 minutes): the yardstick for the folds.
 probe-demo: data
 	$(PY) -m ser_train.prosody_probe --data build/data --out build/prosody-probe
