@@ -150,3 +150,11 @@ def tts_engines():
         done = subprocess.run(["bash", str(script), "--tts"], capture_output=True, text=True)
         assert done.returncode == 0 and not tts.missing_engines(), done.stderr
     return tts.ENGINES
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    """A few synthetic clips per label and split (train 4, validation 1, test 2), written as parquet (training tests)."""
+    from ser_train.dataset import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("data"), seed=3, per_label={"train": 4, "validation": 1, "test": 2})
