@@ -214,6 +214,26 @@ def accuracy(model, data, device) -> tuple[float, float]:
     return correct / len(data), loss / len(data)
 
 
+# A run whose steps keep coming out non-finite has diverged: stop rather than save a broken model.
+MAX_CONSECUTIVE_SKIPPED = 20
+
+
+def skip_step(optimizer, skipped: dict, step: int) -> dict:
+    """Drop an update whose loss or gradient is not finite (the weights stay as they were), and count it.
+
+    Seen here: on an Intel CPU with AMX, bfloat16 autocast, one convolution's weight gradient came out NaN
+    at one step (the forward pass and every other gradient finite); one such update makes every weight NaN.
+    Mixed-precision trainers skip these steps the same way (torch.amp.GradScaler).
+    """
+    optimizer.zero_grad()
+    skipped = {"total": skipped["total"] + 1, "consecutive": skipped["consecutive"] + 1}
+    print(f"step {step + 1}: loss or gradient not finite, update skipped ({skipped['total']} so far)", flush=True)
+    if skipped["consecutive"] > MAX_CONSECUTIVE_SKIPPED:
+        raise RuntimeError(f"{skipped['consecutive']} consecutive training steps had a non-finite loss or gradient: "
+                           "the run diverged (try a lower --lr, or without --bf16)")
+    return skipped
+
+
 def train(args) -> dict:
     from transformers import AutoFeatureExtractor, Wav2Vec2ForSequenceClassification, get_linear_schedule_with_warmup
 
@@ -251,6 +271,7 @@ def train(args) -> dict:
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, min(args.warmup_steps, total_steps // 5), total_steps)
     history, best, step = [], -1.0, 0
+    skipped = {"total": 0, "consecutive": 0}
     print(f"training on {device}: {len(train_data)} train / {len(val_data)} validation clips, "
           f"{steps_per_epoch} steps per epoch, {total_steps} steps", flush=True)
     for epoch in range(1, args.epochs + 1):
@@ -267,15 +288,20 @@ def train(args) -> dict:
             loss = classification
             if head is not None:
                 prosody_loss = head.loss(outputs.hidden_states[-1], prosody.to(device))
-                prosody_losses.append(prosody_loss.item())
                 loss = classification + args.prosody_weight * prosody_loss
             optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
+            norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            if torch.isfinite(loss) and torch.isfinite(norm):
+                skipped["consecutive"] = 0
+                optimizer.step()
+                losses.append(classification.item())  # train_loss: the label loss alone, comparable with or without prosody
+                if head is not None:
+                    prosody_losses.append(prosody_loss.item())
+                progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            else:
+                skipped = skip_step(optimizer, skipped, step)
             schedule.step()
-            losses.append(classification.item())  # train_loss: the label loss alone, comparable with or without prosody
-            progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             step += 1
             if step >= total_steps:
                 break
@@ -284,6 +310,7 @@ def train(args) -> dict:
                   "val_accuracy": val_accuracy, "seconds": round(time.time() - started, 1)}
         if prosody_losses:
             record["prosody_loss"] = float(np.mean(prosody_losses))
+        record["skipped_steps"] = skipped["total"]
         history.append(record)
         print(json.dumps(record), flush=True)
         if val_accuracy > best:
@@ -294,7 +321,7 @@ def train(args) -> dict:
             break
     summary = {"best_val_accuracy": best, "history": history, "device": str(device), "args": {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "train_clips": len(train_data), "validation_clips": len(val_data)}
+        "train_clips": len(train_data), "validation_clips": len(val_data), "skipped_steps": skipped["total"]}
     if args.calibrate:
         summary["calibration"] = calibrate_saved(args.out, decoded_val, extractor, device, args)
         print(json.dumps({"calibration": summary["calibration"]}), flush=True)

@@ -84,6 +84,51 @@ def test_a_few_training_steps_lower_the_loss_and_save_a_loadable_checkpoint(smal
     assert len(log["history"]) == 6
 
 
+def poison_gradients(monkeypatch, steps):
+    """Make the weight gradient of one convolution NaN at the given (1-based) training steps, as a bfloat16
+    kernel did on an AMX CPU, before the trainer clips and checks them."""
+    import torch
+
+    clip, calls = torch.nn.utils.clip_grad_norm_, {"n": 0}
+
+    def poisoned(parameters, *args, **kwargs):
+        parameters = list(parameters)
+        calls["n"] += 1
+        if calls["n"] in steps:
+            next(p for p in parameters if p.grad is not None and p.dim() == 3).grad.fill_(float("nan"))
+        return clip(parameters, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", poisoned)
+
+
+def tiny_training_args(small_dataset, out, epochs):
+    return train.parse_args([
+        "--train", str(small_dataset["train"]), "--validation", str(small_dataset["validation"]),
+        "--preset", "tiny", "--out", str(out), "--epochs", str(epochs), "--batch-size", "8", "--lr", "2e-3",
+        "--warmup-steps", "2", "--crop-seconds", "1.0", "--no-calibrate"])
+
+
+def test_a_step_with_a_nan_gradient_is_skipped_and_the_saved_weights_stay_finite(small_dataset, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    poison_gradients(monkeypatch, steps={3})
+    summary = train.train(tiny_training_args(small_dataset, tmp_path / "model", epochs=2))
+    assert summary["skipped_steps"] == 1
+    assert [h["skipped_steps"] for h in summary["history"]] == [1, 1]
+    assert all(np.isfinite(h["train_loss"]) for h in summary["history"])
+    weights = load_file(tmp_path / "model" / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_a_run_whose_gradients_stay_nan_stops_with_a_message_and_saves_nothing(small_dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "MAX_CONSECUTIVE_SKIPPED", 2)
+    poison_gradients(monkeypatch, steps=set(range(1, 100)))
+    with pytest.raises(RuntimeError, match="3 consecutive training steps had a non-finite loss or gradient"):
+        train.train(tiny_training_args(small_dataset, tmp_path / "model", epochs=2))
+    assert not (tmp_path / "model" / "model.safetensors").exists()
+
+
 def test_evaluation_reports_accuracy_f1_and_confusion_matrix(small_dataset, tiny_checkpoint, tmp_path):
     result = evaluate.evaluate(evaluate.parse_args([
         "--data", str(small_dataset["test"]), "--model-dir", str(tiny_checkpoint), "--out", str(tmp_path)]))
