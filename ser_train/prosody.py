@@ -106,3 +106,20 @@ class ProsodyHead(torch.nn.Module):
         voicing = torch.nn.functional.binary_cross_entropy_with_logits(prediction[..., 1], voiced)
         energy = ((prediction[..., 2] - targets[..., 2]) ** 2).mean()
         return pitch + voicing + energy
+
+
+class ClipMeasureHead(torch.nn.Module):
+    """A linear read-out of a clip's prosodic measures (``ser_train.prosody_probe.MEASURES``, standardised)
+    from its mean-pooled last hidden state, the pooling the classifier uses (training only).
+
+    The probe's boosted trees on these eleven measures score a text-to-speech engine they never heard better
+    than the demo network does; this task asks the network's clip summary to carry exactly those measures.
+    """
+
+    def __init__(self, hidden_size: int, measures: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(hidden_size, measures)
+
+    def loss(self, hidden: torch.Tensor, measures: torch.Tensor) -> torch.Tensor:
+        """Mean squared error over the batch's clips and measures."""
+        return ((self.linear(hidden.float().mean(dim=1)) - measures) ** 2).mean()

@@ -34,9 +34,13 @@ MEASURES = ("pitch_median", "pitch_p10", "pitch_p90", "pitch_range", "pitch_spre
 
 def measures(audio: bytes) -> list[float]:
     """The clip's prosodic measures, in :data:`MEASURES`' order."""
+    return measures_of(load_waveform(audio))
+
+
+def measures_of(x: np.ndarray) -> list[float]:
+    """:func:`measures` of a decoded 16 kHz clip."""
     import librosa
 
-    x = load_waveform(audio)
     targets = frame_targets(x, HOP)
     voiced, energy = targets[:, 1] > 0, targets[:, 2]
     pitch = targets[voiced, 0] * F0_SCALE + F0_CENTRE if voiced.sum() >= 3 else np.zeros(3)

@@ -74,6 +74,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--prosody-pitch", choices=("absolute", "relative"), default="absolute",
                         help="pitch target of the prosody loss: semitones re 100 Hz, or re the clip's own median "
                              "(the contour only; a voice shift leaves it unchanged)")
+    parser.add_argument("--measure-weight", type=float, default=0.0,
+                        help="weight of an auxiliary clip-level loss: the prosody probe's eleven measures (pitch level, "
+                             "range and final movement, voiced share, rate, duration, ...; standardised) read out of the "
+                             "mean-pooled last hidden state (ser_train.prosody.ClipMeasureHead; 0: off; not saved)")
     parser.add_argument("--generator-column", default="generator", help="column naming each clip's voice generator")
     parser.add_argument("--exclude-generator", action="append", default=[], metavar="NAME",
                         help="leave this generator's clips out of training and validation (repeatable)")
@@ -157,8 +161,9 @@ def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, 
             shift_targets: bool = True):
     """Length-bucketed batches; each clip cropped (random offset) to the batch's shortest, at most ``crop``.
 
-    Yields (inputs, labels, prosody): with ``targets`` (per clip, ``ser_train.prosody.frame_targets``) the
-    crops' target frames (their pitch moved by each clip's voice shift when ``shift_targets``), else None.
+    Yields (inputs, labels, prosody, members): with ``targets`` (per clip, ``ser_train.prosody.frame_targets``)
+    the crops' target frames (their pitch moved by each clip's voice shift when ``shift_targets``), else None;
+    and the indices of the batch's clips in ``data``.
     """
     from ser_train.prosody import crop_targets, shift_pitch
 
@@ -185,7 +190,7 @@ def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, 
                 cropped = crop_targets(targets[i], offset, width // hop + 1, hop)
                 prosody.append(shift_pitch(cropped, voice_shift[0]) if shift_targets and voice_shift else cropped)
         yield (torch.from_numpy(np.stack(inputs)), torch.tensor(labels),
-               torch.from_numpy(np.stack(prosody)) if targets is not None else None)
+               torch.from_numpy(np.stack(prosody)) if targets is not None else None, members)
 
 
 def plan_size(data, batch_size: int) -> int:
@@ -262,12 +267,21 @@ def train(args) -> dict:
         relative = args.prosody_pitch == "relative"
         targets = [frame_targets(x, hop, relative) for x, _ in tqdm(decoded_train, desc="prosody targets", unit="clip")]
         head = ProsodyHead(model.config.hidden_size).to(device)
+    measures, measure_head = None, None
+    if args.measure_weight:
+        from ser_train.prosody import ClipMeasureHead
+        from ser_train.prosody_probe import measures_of
+
+        measures = np.array([measures_of(x) for x, _ in tqdm(decoded_train, desc="clip measures", unit="clip")])
+        measures = torch.from_numpy(((measures - measures.mean(0)) / (measures.std(0) + 1e-6)).astype(np.float32))
+        measure_head = ClipMeasureHead(model.config.hidden_size, measures.shape[1]).to(device)
     decoded_val = decode_all(val_examples, label2id, "decode validation")
     val_data = [(features(x, extractor), label) for x, label in decoded_val]
     crop = int(args.crop_seconds * 16_000)
     steps_per_epoch = plan_size(train_data, args.batch_size)
     total_steps = steps_per_epoch * args.epochs if not args.max_steps else min(args.max_steps, steps_per_epoch * args.epochs)
-    parameters = list(model.parameters()) + (list(head.parameters()) if head is not None else [])
+    heads = [h for h in (head, measure_head) if h is not None]
+    parameters = list(model.parameters()) + [p for h in heads for p in h.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, min(args.warmup_steps, total_steps // 5), total_steps)
     history, best, step = [], -1.0, 0
@@ -276,19 +290,22 @@ def train(args) -> dict:
           f"{steps_per_epoch} steps per epoch, {total_steps} steps", flush=True)
     for epoch in range(1, args.epochs + 1):
         model.train()
-        started, losses, prosody_losses = time.time(), [], []
+        started, losses, prosody_losses, measure_losses = time.time(), [], [], []
         progress = tqdm(batches(train_data, args.batch_size, crop, rng, targets, hop, args.prosody_pitch == "absolute"),
                         total=steps_per_epoch,
                         desc=f"epoch {epoch}/{args.epochs}", unit="batch")
-        for inputs, labels, prosody in progress:
+        for inputs, labels, prosody, members in progress:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                outputs = model(input_values=inputs.to(device), output_hidden_states=head is not None)
+                outputs = model(input_values=inputs.to(device), output_hidden_states=bool(heads))
             classification = torch.nn.functional.cross_entropy(outputs.logits.float(), labels.to(device),
                                                                label_smoothing=args.label_smoothing)
             loss = classification
             if head is not None:
                 prosody_loss = head.loss(outputs.hidden_states[-1], prosody.to(device))
-                loss = classification + args.prosody_weight * prosody_loss
+                loss = loss + args.prosody_weight * prosody_loss
+            if measure_head is not None:
+                measure_loss = measure_head.loss(outputs.hidden_states[-1], measures[members].to(device))
+                loss = loss + args.measure_weight * measure_loss
             optimizer.zero_grad()
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -298,6 +315,8 @@ def train(args) -> dict:
                 losses.append(classification.item())  # train_loss: the label loss alone, comparable with or without prosody
                 if head is not None:
                     prosody_losses.append(prosody_loss.item())
+                if measure_head is not None:
+                    measure_losses.append(measure_loss.item())
                 progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             else:
                 skipped = skip_step(optimizer, skipped, step)
@@ -310,6 +329,8 @@ def train(args) -> dict:
                   "val_accuracy": val_accuracy, "seconds": round(time.time() - started, 1)}
         if prosody_losses:
             record["prosody_loss"] = float(np.mean(prosody_losses))
+        if measure_losses:
+            record["measure_loss"] = float(np.mean(measure_losses))
         record["skipped_steps"] = skipped["total"]
         history.append(record)
         print(json.dumps(record), flush=True)

@@ -109,7 +109,7 @@ def test_batches_carry_each_clips_voice_shift_into_its_pitch_targets(monkeypatch
 
     clips = [(np.zeros(SR, np.float32), 0, 2.0), (np.zeros(SR, np.float32), 1, 0.0)]
     targets = [np.tile(np.array([[0.5, 1.0, 1.0]], np.float32), (SR // 320 + 1, 1)) for _ in clips]
-    inputs, labels, prosody = next(train.batches(clips, 2, SR, random.Random(0), targets, 320))
+    inputs, labels, prosody, _ = next(train.batches(clips, 2, SR, random.Random(0), targets, 320))
     by_label = {int(label): prosody[k] for k, label in enumerate(labels)}
     assert torch.allclose(by_label[0][:, 0], torch.tensor(0.5 + 2.0 / F0_SCALE))
     assert torch.allclose(by_label[1][:, 0], torch.tensor(0.5))
@@ -138,3 +138,30 @@ def test_probe_measures_follow_the_voice_and_it_scores_each_generator_held_out(t
     assert sorted(rows) == ["espeak-ng", "synth"] and rows["espeak-ng"]["test_clips"] == 8
     assert 0.0 <= rows["espeak-ng"]["held_out_accuracy"] <= 1.0 and rows["synth"]["held_out_accuracy"] is None
     assert "| espeak-ng | 8 |" in markdown(result)
+
+
+def test_clip_measure_head_reads_the_measures_from_the_mean_pooled_frames():
+    from ser_train.prosody import ClipMeasureHead
+
+    head = ClipMeasureHead(2, 2)
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.eye(2))
+        head.linear.bias.zero_()
+    hidden = torch.tensor([[[1.0, 0.0], [3.0, 2.0]]])  # two frames: mean (2, 1)
+    assert head.loss(hidden, torch.tensor([[2.0, 1.0]])).item() == pytest.approx(0.0)
+    assert head.loss(hidden, torch.tensor([[2.0, 3.0]])).item() == pytest.approx(2.0)  # (0^2 + 2^2) / 2
+
+
+def test_training_with_the_clip_measure_loss_lowers_it_and_saves_a_plain_checkpoint(small_dataset, tmp_path):
+    from transformers import Wav2Vec2ForSequenceClassification
+
+    out = tmp_path / "model"
+    summary = train.train(train.parse_args([
+        "--train", str(small_dataset["train"]), "--validation", str(small_dataset["validation"]),
+        "--preset", "tiny", "--out", str(out), "--epochs", "5", "--batch-size", "8", "--lr", "3e-3",
+        "--warmup-steps", "2", "--crop-seconds", "1.0", "--measure-weight", "1.0", "--no-calibrate"]))
+    measure = [epoch["measure_loss"] for epoch in summary["history"]]
+    assert measure[-1] < measure[0]
+    assert "prosody_loss" not in summary["history"][0]
+    model, info = Wav2Vec2ForSequenceClassification.from_pretrained(out, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
