@@ -76,10 +76,10 @@ failover: setup test-tools
 	$(PY) -m ser_tools.replicas $(FAILOVER_ARGS)
 
 # The demo model's data (build/data/{train,validation,test}.parquet, CREMA-D-style, a `generator` column):
-# the project's synthetic voice (250/25/50 clips per label) and three text-to-speech engines from Debian
+# the project's synthetic voice (400/25/50 clips per label) and three text-to-speech engines from Debian
 # packages, espeak-ng, flite and festival (150/20/40 clips per label each; installed by
 # scripts/ensure_test_tools.sh --tts, with apt as root). About 5 minutes on 2 CPU cores.
-DATA_ARGS ?= --per-label 250 25 50 --tts-per-label 150 20 40 --generators synth espeak-ng flite festival
+DATA_ARGS ?= --per-label 400 25 50 --tts-per-label 150 20 40 --generators synth espeak-ng flite festival
 data: build/data/.made
 build/data/.made: ser_train/synth.py ser_train/tts.py ser_train/dataset.py | $(VENV)/.installed
 	@bash scripts/ensure_test_tools.sh --tts
@@ -106,9 +106,10 @@ stage1-from-git:
 	mkdir -p $(STAGE1)
 	for f in config.json preprocessor_config.json model.safetensors training_log.json; do \
 		git show 6af9feb:models/demo/$$f > $(STAGE1)/$$f; done
-# Stage 2: fine-tune on every generator with augmentation on the fly, label smoothing, bfloat16 autocast and one
+# Stage 2: fine-tune on every generator with augmentation on the fly, 4 s crops, the clip-measure loss (the prosody
+# probe's eleven measures read out of the pooled hidden state), label smoothing, bfloat16 autocast and one
 # torch thread (these machines are shared: two threads stall each other); temperature calibration.
-TRAIN_ARGS ?= --batch-size 16 --lr 5e-4 --warmup-steps 100 --crop-seconds 2.5 --augment 0.8 --label-smoothing 0.1 \
+TRAIN_ARGS ?= --batch-size 16 --lr 5e-4 --warmup-steps 100 --crop-seconds 4.0 --measure-weight 1.0 --augment 0.8 --label-smoothing 0.1 \
 	--calibration-copies 1 --threads 1 --bf16
 DEMO_EPOCHS ?= 6
 LOGO_EPOCHS ?= 5
