@@ -24,6 +24,14 @@ def semitones(targets: np.ndarray) -> np.ndarray:
     return targets[voiced, 0] * F0_SCALE + F0_CENTRE
 
 
+def short_training(small_dataset, out, *options) -> dict:
+    """Five epochs of the tiny preset on the small synthetic dataset, with ``options``."""
+    return train.train(train.parse_args([
+        "--train", str(small_dataset["train"]), "--validation", str(small_dataset["validation"]),
+        "--preset", "tiny", "--out", str(out), "--epochs", "5", "--batch-size", "8", "--lr", "3e-3",
+        "--warmup-steps", "2", "--crop-seconds", "1.0", "--no-calibrate", *options]))
+
+
 def test_pitch_voicing_and_energy_of_a_tone_between_silences():
     rng = np.random.default_rng(0)
     silence = 1e-4 * rng.standard_normal(SR // 2).astype(np.float32)
@@ -83,10 +91,7 @@ def test_training_with_the_prosody_loss_lowers_it_and_saves_a_plain_checkpoint(s
     from transformers import Wav2Vec2ForSequenceClassification
 
     out = tmp_path / "model"
-    summary = train.train(train.parse_args([
-        "--train", str(small_dataset["train"]), "--validation", str(small_dataset["validation"]),
-        "--preset", "tiny", "--out", str(out), "--epochs", "5", "--batch-size", "8", "--lr", "3e-3",
-        "--warmup-steps", "2", "--crop-seconds", "1.0", "--prosody-weight", "1.0", "--no-calibrate"]))
+    summary = short_training(small_dataset, out, "--prosody-weight", "1.0")
     prosody = [epoch["prosody_loss"] for epoch in summary["history"]]
     assert prosody[-1] < prosody[0]
     # The head is not part of the checkpoint: it loads as the plain model, with no missing or unexpected keys.
@@ -156,10 +161,7 @@ def test_training_with_the_clip_measure_loss_lowers_it_and_saves_a_plain_checkpo
     from transformers import Wav2Vec2ForSequenceClassification
 
     out = tmp_path / "model"
-    summary = train.train(train.parse_args([
-        "--train", str(small_dataset["train"]), "--validation", str(small_dataset["validation"]),
-        "--preset", "tiny", "--out", str(out), "--epochs", "5", "--batch-size", "8", "--lr", "3e-3",
-        "--warmup-steps", "2", "--crop-seconds", "1.0", "--measure-weight", "1.0", "--no-calibrate"]))
+    summary = short_training(small_dataset, out, "--measure-weight", "1.0")
     measure = [epoch["measure_loss"] for epoch in summary["history"]]
     assert measure[-1] < measure[0]
     assert "prosody_loss" not in summary["history"][0]
