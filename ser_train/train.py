@@ -223,20 +223,21 @@ def accuracy(model, data, device) -> tuple[float, float]:
 MAX_CONSECUTIVE_SKIPPED = 20
 
 
-def skip_step(optimizer, skipped: dict, step: int) -> dict:
-    """Drop an update whose loss or gradient is not finite (the weights stay as they were), and count it.
+def skip_step(optimizer, skipped: dict, step: int) -> None:
+    """Drop an update whose loss or gradient is not finite (the weights stay as they were), and count it in
+    ``skipped`` (its "total" and "consecutive" counts).
 
     Seen here: on an Intel CPU with AMX, bfloat16 autocast, one convolution's weight gradient came out NaN
     at one step (the forward pass and every other gradient finite); one such update makes every weight NaN.
     Mixed-precision trainers skip these steps the same way (torch.amp.GradScaler).
     """
     optimizer.zero_grad()
-    skipped = {"total": skipped["total"] + 1, "consecutive": skipped["consecutive"] + 1}
+    skipped["total"] += 1
+    skipped["consecutive"] += 1
     print(f"step {step + 1}: loss or gradient not finite, update skipped ({skipped['total']} so far)", flush=True)
     if skipped["consecutive"] > MAX_CONSECUTIVE_SKIPPED:
         raise RuntimeError(f"{skipped['consecutive']} consecutive training steps had a non-finite loss or gradient: "
                            "the run diverged (try a lower --lr, or without --bf16)")
-    return skipped
 
 
 def train(args) -> dict:
@@ -319,7 +320,7 @@ def train(args) -> dict:
                     measure_losses.append(measure_loss.item())
                 progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             else:
-                skipped = skip_step(optimizer, skipped, step)
+                skip_step(optimizer, skipped, step)
             schedule.step()
             step += 1
             if step >= total_steps:
