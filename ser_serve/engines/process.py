@@ -9,11 +9,21 @@ import subprocess
 import time
 
 
+# Ports free_port has handed out in this process. Its probe socket is closed before the caller binds, so the
+# kernel may offer the same port to the next call: seen here, a config's management address got the port its
+# inference address had been given, and TorchServe failed with "Address already in use".
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, never one this process was given before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def group_members(process: subprocess.Popen | None) -> list:
