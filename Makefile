@@ -9,7 +9,7 @@ MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 PRECISION ?=
 PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 
-.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo evaluate-demo-logo probe-demo clean
+.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo evaluate-demo-logo probe-demo check-demo-tts clean
 
 setup: $(VENV)/.installed
 
@@ -139,6 +139,12 @@ LOGO_HOLDOUT ?= espeak-ng flite festival
 evaluate-demo-logo: data $(STAGE1_READY)
 	$(PY) -m ser_train.logo --data build/data --holdout $(LOGO_HOLDOUT) --out build/logo --init-from $(STAGE1) \
 		--train-args "--epochs $(LOGO_EPOCHS) $(TRAIN_ARGS)"
+
+# An independent text-to-speech check: emotion prosody by textbook rules (not the training data's), other sentences,
+# each engine; accuracy, ECE and plots per engine (build/tts-check/summary.md; about 3 minutes).
+check-demo-tts: setup
+	@bash scripts/ensure_test_tools.sh --tts
+	$(PY) -m ser_train.tts_check --model-dir $(DEMO_DIR) --out build/tts-check
 
 # How far prosody alone carries to an unheard engine: boosted trees on eleven hand-made prosodic measures,
 # leave-one-generator-out as above (build/prosody-probe/summary.md; about 2 minutes): the yardstick for the folds.

@@ -136,7 +136,7 @@ class Job:
     speaker_rate: float   # and speaking-rate multiplier
 
 
-def _vary(prosody: Prosody, rng: np.random.Generator) -> Prosody:
+def vary(prosody: Prosody, rng: np.random.Generator) -> Prosody:
     """Clip-to-clip variation, so the labels overlap as they would between people."""
     def jitter(value, sd):
         return float(value * np.exp(sd * rng.standard_normal()))
@@ -228,7 +228,7 @@ def random_job(engine: str, emotion: str, text: str, rng: np.random.Generator) -
     else:
         voice = VOICES[engine][rng.integers(len(VOICES[engine]))]
     # Speakers: the same voice pitched higher or lower, faster or slower (as people differ).
-    return Job(text, _vary(emotion_prosody(emotion), rng), voice,
+    return Job(text, vary(emotion_prosody(emotion), rng), voice,
                speaker_pitch=float(rng.uniform(0.85, 1.25)), speaker_rate=float(rng.uniform(0.9, 1.1)))
 
 

@@ -76,3 +76,31 @@ def test_prosody_follows_synth_profiles_direction():
     assert p["angry"].pitch > 1 > p["sad"].pitch and p["angry"].rate > 1 > p["sad"].rate
     assert p["sad"].volume < p["neutral"].volume < p["angry"].volume
     assert p["surprise"].ending == "?" and max(v.range for v in p.values()) == p["surprise"].range
+
+
+def test_check_set_speaks_sentences_and_rules_that_no_split_of_the_data_has():
+    from ser_train import tts_check
+
+    assert not set(tts_check.SENTENCES) & set(tts.SENTENCES)
+    assert set(tts_check.RULES) == set(EMOTIONS)
+    assert all(tts_check.RULES[e] != tts.emotion_prosody(e) for e in EMOTIONS)
+    rules = tts_check.RULES  # the textbook directions: sad low and slow, fear fastest, surprise highest and widest
+    assert rules["sad"].pitch < rules["neutral"].pitch < rules["angry"].pitch and rules["sad"].rate < 1 < rules["angry"].rate
+    assert max(r.rate for r in rules.values()) == rules["fear"].rate
+    assert max(r.pitch for r in rules.values()) == rules["surprise"].pitch and rules["surprise"].ending == "?"
+
+
+def test_check_renders_every_engine_and_reports_each_model_per_engine(tts_engines, tiny_checkpoint, tmp_path):
+    import json
+
+    from ser_train import tts_check
+    from ser_train.dataset import read_examples
+
+    assert tts_check.main(["--model-dir", str(tiny_checkpoint), "--out", str(tmp_path), "--per-label", "1"]) == 0
+    examples = read_examples(tmp_path / "set" / "check.parquet", "audio", "label", extra_column="generator")
+    assert sorted((e.extra, e.label) for e in examples) == sorted((g, l) for g in tts.ENGINES for l in EMOTIONS)
+    figures = json.loads((tmp_path / "summary.json").read_text())["models"][str(tiny_checkpoint)]
+    assert {name: f["examples"] for name, f in figures.items()} == {**{g: 8 for g in tts.ENGINES}, "all": 24}
+    assert all(0 <= f["accuracy"] <= 1 and 0 <= f["ece"] <= 1 for f in figures.values())
+    assert (tmp_path / f"0-{tiny_checkpoint.name}" / "all" / "confusion.png").exists()
+    assert str(tiny_checkpoint) in (tmp_path / "summary.md").read_text()
