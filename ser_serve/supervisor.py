@@ -57,6 +57,9 @@ def serve(process: EngineProcess, engine: Engine, auth: Auth, settings: GatewayS
                             timeout_graceful_shutdown=settings.drain_seconds, access_log=False,
                             log_config=None, lifespan="on")
     failure = threading.Event()
+    # A restart (stop, start) and the final stop never interleave, and nothing is started once stopping has begun:
+    # otherwise a SIGTERM during a restart could leave a freshly started engine running after the command exits.
+    engine_lock = threading.Lock()
 
     def begin_drain(signum: int) -> None:
         if not drain.draining:  # readiness false from the first signal on
@@ -108,10 +111,17 @@ def serve(process: EngineProcess, engine: Engine, auth: Auth, settings: GatewayS
                     return
                 logger.error("engine broken: restarting it", extra={"reason": reason, "restart": len(restarts)})
                 try:
-                    process.stop()
-                    process.start()
+                    with engine_lock:
+                        if drain.draining:
+                            return
+                        process.stop()
+                        if drain.draining:  # the signal came while the broken engine was stopping
+                            return
+                        process.start()
                     process.wait_ready(timeout=settings.ready_timeout)
                 except Exception as exc:
+                    if drain.draining:  # our own stop ended the restart: not a failure
+                        return
                     logger.error("engine failed to restart", extra={"reason": str(exc)[-2000:]})
                     failure.set()
                     server.should_exit = True
@@ -124,9 +134,10 @@ def serve(process: EngineProcess, engine: Engine, auth: Auth, settings: GatewayS
     try:
         threading.Thread(target=watch_engine, name="engine-watch", daemon=True).start()
         server.run()  # returns once in-flight requests are answered or the drain timeout has passed
-        drain.draining = True
     finally:
-        process.stop()
+        drain.draining = True
+        with engine_lock:
+            process.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     logger.info("stopped", extra={"engine_failed": failure.is_set()})
