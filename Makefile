@@ -77,9 +77,9 @@ failover: setup test-tools
 
 # The demo model's data (build/data/{train,validation,test}.parquet, CREMA-D-style, a `generator` column):
 # the project's synthetic voice (400/25/50 clips per label) and three text-to-speech engines from Debian
-# packages, espeak-ng, flite and festival (150/20/40 clips per label each; installed by
+# packages, espeak-ng, flite and festival (300/20/40 clips per label each; installed by
 # scripts/ensure_test_tools.sh --tts, with apt as root). About 5 minutes on 2 CPU cores.
-DATA_ARGS ?= --per-label 400 25 50 --tts-per-label 150 20 40 --generators synth espeak-ng flite festival
+DATA_ARGS ?= --per-label 400 25 50 --tts-per-label 300 20 40 --generators synth espeak-ng flite festival
 data: build/data/.made
 build/data/.made: ser_train/synth.py ser_train/tts.py ser_train/dataset.py | $(VENV)/.installed
 	@bash scripts/ensure_test_tools.sh --tts
@@ -114,7 +114,7 @@ TRAIN_ARGS ?= --batch-size 16 --lr 5e-4 --warmup-steps 100 --crop-seconds 4.0 --
 DEMO_EPOCHS ?= 6
 LOGO_EPOCHS ?= 5
 
-# Re-train the demo model: stage 1 (if missing), then stage 2 on all generators (about 30 minutes on 2 shared
+# Re-train the demo model: stage 1 (if missing), then stage 2 on all generators (about 35 minutes on 2 shared
 # CPU cores), then evaluate it. Its temperature: the one fitted on the leave-one-generator-out folds' held-out
 # generators (build/logo/summary.json: run `make evaluate-demo-logo` first), else the one fitted on validation.
 train-demo: data $(STAGE1_READY)
