@@ -92,9 +92,12 @@ def render_set(engines, per_label: int, seed: int, out: Path) -> Path:
     rows, generators = [], []
     for e_index, engine in enumerate(engines):
         rng = np.random.default_rng(seed * 100 + e_index)
-        jobs = jobs_for(engine, per_label, rng)
-        for i, (job, clip) in enumerate(tqdm(zip(jobs, tts.render(engine, jobs, rng, snr_db=(35.0, 45.0))),
-                                             total=len(jobs), desc=f"render {engine}", unit="clip")):
+        jobs, clips = jobs_for(engine, per_label, rng), []
+        with tqdm(total=len(jobs), desc=f"render {engine}", unit="clip") as progress:
+            for start in range(0, len(jobs), 40):  # the noise is drawn clip by clip, so chunks change nothing
+                clips += tts.render(engine, jobs[start : start + 40], rng, snr_db=(35.0, 45.0))
+                progress.update(len(clips) - progress.n)
+        for i, clip in enumerate(clips):
             emotion = EMOTIONS[i % len(EMOTIONS)]
             rows.append((encode(clip, tts.SAMPLE_RATE, "wav"), f"{engine}/{i:05d}_{emotion}.wav", emotion))
             generators.append(engine)

@@ -15,10 +15,10 @@ SHOW = ("import os, json, ser_train, librosa, numba; "
         "print(json.dumps([os.environ['NUMBA_CACHE_DIR'], numba.config.CACHE_DIR]))")
 
 
-def cache_dirs(env=None) -> list[str]:
-    done = subprocess.run([sys.executable, "-c", SHOW], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})} if env is not None else
-                          {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"})
+def cache_dirs(**chosen) -> list[str]:
+    """(NUMBA_CACHE_DIR, numba's cache folder) in a new process; this process's own folder is not passed on."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"} | chosen
+    done = subprocess.run([sys.executable, "-c", SHOW], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -32,5 +32,5 @@ def test_two_processes_get_two_cache_folders_that_numba_uses_and_that_go_away_af
 
 
 def test_a_cache_folder_the_user_chose_is_kept(tmp_path):
-    assert cache_dirs({"NUMBA_CACHE_DIR": str(tmp_path)}) == [str(tmp_path), str(tmp_path)]
+    assert cache_dirs(NUMBA_CACHE_DIR=str(tmp_path)) == [str(tmp_path), str(tmp_path)]
     assert tmp_path.exists()
