@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ser_tools.encode import encode
 from ser_train import evaluate, tts
-from ser_train.dataset import write_examples
+from ser_train.dataset import read_examples, write_examples
 from ser_train.synth import EMOTIONS
 
 # Multiples of the voice's own pitch level, pitch range and rate; peak level; sentence-final punctuation.
@@ -104,14 +104,26 @@ def render_set(engines, per_label: int, seed: int, out: Path) -> Path:
     return write_examples(path, rows, {"generator": generators})
 
 
+FIGURES = ("examples", "accuracy", "macro_f1", "ece", "mean_confidence")
+
+
 def check(model_dir: Path, data: Path, engines, out: Path) -> dict:
-    """Per engine and over all: accuracy, macro-F1, ECE, mean confidence of ``model_dir`` on the set."""
+    """Over all and per engine: accuracy, macro-F1, ECE, mean confidence of ``model_dir`` on the set (each clip
+    classified once; the per-engine reports and plots are cut from the answers over all)."""
+    every = evaluate.evaluate(evaluate.parse_args(["--data", str(data), "--model-dir", str(model_dir),
+                                                   "--out", str(out / "all")]))
+    generators = [e.extra for e in read_examples(data, extra_column="generator")]
     figures = {}
-    for name, only in [(e, [e]) for e in engines] + [("all", [])]:
-        report = evaluate.evaluate(evaluate.parse_args(
-            ["--data", str(data), "--model-dir", str(model_dir), "--out", str(out / name),
-             *[arg for e in only for arg in ("--generator", e)]]))
-        figures[name] = {k: report[k] for k in ("examples", "accuracy", "macro_f1", "ece", "mean_confidence")}
+    for engine in engines:
+        scores = [s for s, g in zip(every["scores"], generators) if g == engine]
+        result = evaluate.report([t for t, g in zip(every["truth"], generators) if g == engine],
+                                 [max(s, key=s.get) for s in scores], [max(s.values()) for s in scores])
+        (out / engine).mkdir(parents=True, exist_ok=True)
+        (out / engine / "report.json").write_text(json.dumps(result, indent=1))
+        evaluate.plot_confusion(result, out / engine / "confusion.png", f"{data.name} ({engine})")
+        evaluate.plot_reliability(result, out / engine / "reliability.png", f"{data.name} ({engine})")
+        figures[engine] = {k: result[k] for k in FIGURES}
+    figures["all"] = {k: every[k] for k in FIGURES}
     return figures
 
 
