@@ -18,7 +18,9 @@ held-out clips, which ``python -m ser_train.calibrate --logo-summary`` folds
 into the demo model.
 
 Writes ``<out>/<G>/model``, ``<out>/<G>/eval`` (report.json, confusion.png,
-reliability.png) and ``<out>/summary.{json,md}``. A fold whose evaluation
+reliability.png) and ``<out>/summary.{json,md}``; for a weight-averaged
+recipe (``--average-from-epoch``) the same for the run's best single epoch
+(``<G>/model/best-epoch``, ``<G>/eval-best-epoch``), side by side. A fold whose evaluation
 exists is not redone (delete its folder to redo it); the summary covers every
 finished fold under ``<out>``.
 """
@@ -62,6 +64,17 @@ def uncalibrated_ece(result: dict, temperature: float) -> float:
     return ece_of_logits(*raw_logits(result, temperature))
 
 
+def held_out_row(generator: str, model_dir: Path, eval_dir: Path, calibration: dict, args) -> dict:
+    """One model's accuracy and calibration on the held-out generator's test clips (written to ``eval_dir``)."""
+    result = evaluate.evaluate(evaluate.parse_args([
+        "--data", str(args.data / "test.parquet"), "--generator", generator, "--model-dir", str(model_dir),
+        "--out", str(eval_dir)]))
+    temperature = calibration["temperature"]
+    return {"held_out": generator, "test_clips": result["examples"], "accuracy": result["accuracy"],
+            "macro_f1": result["macro_f1"], "ece_after": result["ece"], "ece_before": uncalibrated_ece(result, temperature),
+            "mean_confidence": result["mean_confidence"], "temperature": temperature, "validation": calibration}
+
+
 def fold(generator: str, args) -> dict:
     out = args.out / generator
     if (out / "fold.json").exists():
@@ -71,26 +84,23 @@ def fold(generator: str, args) -> dict:
         "--train", str(args.data / "train.parquet"), "--validation", str(args.data / "validation.parquet"),
         *(["--init-from", str(args.init_from)] if args.init_from else ["--preset", args.preset]), "--out", str(out / "model"), "--exclude-generator", generator, *args.train_args.split()]))
     minutes = (time.time() - started) / 60
-    result = evaluate.evaluate(evaluate.parse_args([
-        "--data", str(args.data / "test.parquet"), "--generator", generator, "--model-dir", str(out / "model"),
-        "--out", str(out / "eval")]))
-    temperature = log["calibration"]["temperature"]
-    summary = {
-        "held_out": generator, "test_clips": result["examples"], "accuracy": result["accuracy"],
-        "macro_f1": result["macro_f1"], "ece_after": result["ece"], "ece_before": uncalibrated_ece(result, temperature),
-        "mean_confidence": result["mean_confidence"], "temperature": temperature,
-        "validation": log["calibration"], "train_clips": log["train_clips"], "train_minutes": round(minutes, 1),
-        "best_val_accuracy": log["best_val_accuracy"],
-    }
+    summary = {**held_out_row(generator, out / "model", out / "eval", log["calibration"], args),
+               "train_clips": log["train_clips"], "train_minutes": round(minutes, 1),
+               "best_val_accuracy": log["best_val_accuracy"]}
+    if "average" in log:
+        # A weight-averaged run: its best single epoch too, the same run's model without the average.
+        summary["average"] = log["average"]
+        summary["best_epoch"] = held_out_row(generator, out / "model" / "best-epoch", out / "eval-best-epoch",
+                                             log["best_epoch_calibration"], args)
     (out / "fold.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def cross_generator(rows: list[dict], out: Path) -> dict:
+def cross_generator(rows: list[dict], out: Path, eval_name: str = "eval") -> dict:
     """Per fold, the ECE under the temperature fitted on the other folds' held-out clips; and the T of all of them."""
     held_out = {}
     for r in rows:
-        result = json.loads((out / r["held_out"] / "eval" / "report.json").read_text())
+        result = json.loads((out / r["held_out"] / eval_name / "report.json").read_text())
         held_out[r["held_out"]] = raw_logits(result, r["temperature"])
     if len(held_out) < 2:
         return {}
@@ -123,10 +133,15 @@ def main(argv=None) -> int:
     done = sorted(p.parent.name for p in args.out.glob("*/fold.json"))
     rows = [json.loads((args.out / g / "fold.json").read_text()) for g in done]
     summary = {"folds": rows, "ece_bins": 15, **cross_generator(rows, args.out)}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     text = table(rows)
     if "cross_generator_temperature" in summary:
         text += f"\nTemperature fitted on all {len(rows)} held-out generators: {summary['cross_generator_temperature']:.3f}\n"
+    best_epochs = [r["best_epoch"] for r in rows if "best_epoch" in r]
+    if best_epochs:
+        summary["best_epoch"] = {"folds": best_epochs, **cross_generator(best_epochs, args.out, "eval-best-epoch")}
+        text += "\nThe same runs' best single epoch (without the weight average):\n\n" + table(
+            [{**r, "train_minutes": "-"} for r in best_epochs])
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     (args.out / "summary.md").write_text(text)
     print(text)
     return 0

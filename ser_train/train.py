@@ -85,7 +85,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="do not fold a validation-fitted temperature into the saved classifier")
     parser.add_argument("--calibration-copies", type=int, default=0,
                         help="also calibrate on this many augmented copies of each validation clip")
-    return parser.parse_args(argv)
+    parser.add_argument("--average-from-epoch", type=int, default=0, metavar="E",
+                        help="from epoch E on, keep the equal-weight average of the weights after every update "
+                             "(stochastic weight averaging: torch.optim.swa_utils.AveragedModel) and save that average "
+                             "instead of the best epoch, which is kept in <out>/best-epoch to compare with (0: off)")
+    args = parser.parse_args(argv)
+    if not 0 <= args.average_from_epoch <= args.epochs:
+        parser.error(f"--average-from-epoch {args.average_from_epoch} is not one of the epochs 1..{args.epochs} (0: off)")
+    return args
 
 
 def load_split(path: Path, split: str | None, args) -> list:
@@ -285,6 +292,9 @@ def train(args) -> dict:
     parameters = list(model.parameters()) + [p for h in heads for p in h.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, min(args.warmup_steps, total_steps // 5), total_steps)
+    average = torch.optim.swa_utils.AveragedModel(model) if args.average_from_epoch else None
+    # With an average, the best single epoch is saved beside it (to compare with), not as the result.
+    best_dir = args.out / "best-epoch" if average is not None else args.out
     history, best, step = [], -1.0, 0
     skipped = {"total": 0, "consecutive": 0}
     print(f"training on {device}: {len(train_data)} train / {len(val_data)} validation clips, "
@@ -313,6 +323,8 @@ def train(args) -> dict:
             if torch.isfinite(loss) and torch.isfinite(norm):
                 skipped["consecutive"] = 0
                 optimizer.step()
+                if average is not None and epoch >= args.average_from_epoch:
+                    average.update_parameters(model)
                 losses.append(classification.item())  # train_loss: the label loss alone, comparable with or without prosody
                 if head is not None:
                     prosody_losses.append(prosody_loss.item())
@@ -337,18 +349,34 @@ def train(args) -> dict:
         print(json.dumps(record), flush=True)
         if val_accuracy > best:
             best = val_accuracy
-            model.save_pretrained(args.out, safe_serialization=True)
-            extractor.save_pretrained(args.out)
+            model.save_pretrained(best_dir, safe_serialization=True)
+            extractor.save_pretrained(best_dir)
         if step >= total_steps:
             break
     summary = {"best_val_accuracy": best, "history": history, "device": str(device), "args": {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "train_clips": len(train_data), "validation_clips": len(val_data), "skipped_steps": skipped["total"]}
+    if average is not None:
+        summary["average"] = save_average(average, args, val_data, extractor, device)
+        print(json.dumps({"average": summary["average"]}), flush=True)
     if args.calibrate:
         summary["calibration"] = calibrate_saved(args.out, decoded_val, extractor, device, args)
         print(json.dumps({"calibration": summary["calibration"]}), flush=True)
+        if average is not None:
+            summary["best_epoch_calibration"] = calibrate_saved(best_dir, decoded_val, extractor, device, args)
     (args.out / "training_log.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def save_average(average, args, val_data, extractor, device) -> dict:
+    """Save the weight average as the result, with its validation accuracy and loss."""
+    if int(average.n_averaged) == 0:
+        raise RuntimeError(f"no update reached epoch {args.average_from_epoch}: nothing was averaged")
+    val_accuracy, val_loss = accuracy(average.module, val_data, device)
+    average.module.save_pretrained(args.out, safe_serialization=True)
+    extractor.save_pretrained(args.out)
+    return {"from_epoch": args.average_from_epoch, "updates": int(average.n_averaged),
+            "val_accuracy": val_accuracy, "val_loss": val_loss}
 
 
 def calibrate_saved(out: Path, decoded_val, extractor, device, args) -> dict:

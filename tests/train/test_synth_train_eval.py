@@ -108,6 +108,43 @@ def tiny_training_args(small_dataset, out, epochs):
         "--warmup-steps", "2", "--crop-seconds", "1.0", "--no-calibrate"])
 
 
+def test_weight_averaging_saves_the_mean_of_the_weights_after_each_update_from_its_epoch(small_dataset, tmp_path,
+                                                                                          monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    from ser_serve import EmotionClassifier
+
+    seen = []  # the classifier's weight as each update left it, from the averaging epoch on
+    update = torch.optim.swa_utils.AveragedModel.update_parameters
+
+    def recording(self, model):
+        seen.append(model.classifier.weight.detach().clone())
+        return update(self, model)
+
+    monkeypatch.setattr(torch.optim.swa_utils.AveragedModel, "update_parameters", recording)
+    out = tmp_path / "model"
+    args = tiny_training_args(small_dataset, out, epochs=3)
+    args.average_from_epoch = 2
+    summary = train.train(args)
+    steps_per_epoch = summary["history"][0]["step"]
+    assert summary["average"]["updates"] == len(seen) == 2 * steps_per_epoch
+    saved = load_file(out / "model.safetensors")["classifier.weight"]
+    assert torch.allclose(saved, torch.stack(seen).mean(0), atol=1e-6)
+    best = load_file(out / "best-epoch" / "model.safetensors")["classifier.weight"]
+    assert not torch.allclose(saved, best)
+    assert 0 <= summary["average"]["val_accuracy"] <= 1
+    EmotionClassifier.from_pretrained(out)
+    EmotionClassifier.from_pretrained(out / "best-epoch")
+
+
+def test_weight_averaging_from_an_epoch_the_run_does_not_have_is_refused(small_dataset, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(["--train", str(small_dataset["train"]), "--preset", "tiny", "--out", str(tmp_path),
+                          "--epochs", "3", "--average-from-epoch", "4"])
+    assert "--average-from-epoch 4 is not one of the epochs 1..3" in capsys.readouterr().err
+
+
 def test_a_step_with_a_nan_gradient_is_skipped_and_the_saved_weights_stay_finite(small_dataset, tmp_path, monkeypatch):
     import torch
     from safetensors.torch import load_file

@@ -1,0 +1,34 @@
+"""Leave-one-generator-out on a tiny model: one fold per held-out engine, the cross-generator temperature, and a
+weight-averaged recipe's best single epoch evaluated beside its average."""
+
+import json
+
+from ser_train import logo
+from ser_train.dataset import write_synthetic_dataset
+
+
+def test_each_fold_is_scored_on_its_held_out_engine_with_the_other_folds_temperature(tts_engines, tmp_path):
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, seed=5, per_label={"train": 2, "validation": 1, "test": 1},
+                            generators=("synth", "espeak-ng", "flite"))
+    out = tmp_path / "logo"
+    assert logo.main(["--data", str(data), "--holdout", "espeak-ng", "flite", "--out", str(out), "--preset", "tiny",
+                      "--train-args", "--epochs 2 --average-from-epoch 2 --batch-size 8 --lr 2e-3 --warmup-steps 2 "
+                                      "--crop-seconds 1.0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [f["held_out"] for f in summary["folds"]] == ["espeak-ng", "flite"]
+    assert summary["cross_generator_folds"] == summary["best_epoch"]["cross_generator_folds"] == ["espeak-ng", "flite"]
+    for variant, eval_name in ((summary["folds"], "eval"), (summary["best_epoch"]["folds"], "eval-best-epoch")):
+        for fold in variant:
+            report = json.loads((out / fold["held_out"] / eval_name / "report.json").read_text())
+            # Scored on the held-out engine's 8 test clips only (one per label), never on clips it trained on.
+            assert fold["test_clips"] == report["examples"] == 8
+            assert fold["accuracy"] == report["accuracy"]
+            assert fold["cross_temperature"] > 0 and 0 <= fold["ece_cross"] <= 1
+    # The average and the best epoch are different models of the same run.
+    for fold in summary["folds"]:
+        assert fold["average"]["from_epoch"] == 2 and fold["average"]["updates"] > 0
+        assert fold["validation"]["temperature"] != fold["best_epoch"]["validation"]["temperature"]
+        assert fold["train_clips"] == 2 * 8 * 2  # synth and the other engine, 2 per label each
+    text = (out / "summary.md").read_text()
+    assert "best single epoch" in text and text.count("| espeak-ng |") == 2
