@@ -7,6 +7,7 @@ configurable. ``ser-serve synth`` writes such files from the synthetic voice.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,10 +34,13 @@ def read_examples(path: str | Path, audio_column: str = "audio", label_column: s
 
     ``extra_column`` (e.g. ``generator``) is carried along in ``Example.extra``.
 
-    Integer labels are mapped through ``id2label`` (the file's own
-    ``ClassLabel`` names are not read; pass the mapping the dataset documents).
+    Integer labels are mapped through ``id2label``, by default the names of
+    the label column's ``ClassLabel`` in the file's Hugging Face metadata
+    (what ``datasets`` writes when it exports a split to parquet).
     """
     table = pq.read_table(path)
+    if id2label is None:
+        id2label = class_label_names(table.schema, label_column)
     missing = [c for c in (audio_column, label_column) if c not in table.column_names]
     if split is not None and split_column not in table.column_names:
         missing.append(split_column)
@@ -53,10 +57,24 @@ def read_examples(path: str | Path, audio_column: str = "audio", label_column: s
         data = audio["bytes"] if isinstance(audio, dict) else audio
         if isinstance(label, int):
             if id2label is None:
-                raise ValueError(f"{path}: integer labels need an id2label mapping")
+                raise ValueError(f"{path}: integer labels need an id2label mapping (the file's metadata names no "
+                                 f"ClassLabel for {label_column!r}; pass the label names the dataset documents)")
+            if label not in id2label:
+                raise ValueError(f"{path}: label {label} has no name (the names are for {sorted(id2label)})")
             label = id2label[label]
         examples.append(Example(bytes(data), str(label), row[extra_column] if extra_column else None))
     return examples
+
+
+def class_label_names(schema, column: str) -> dict[int, str] | None:
+    """{id: name} of ``column``'s ClassLabel in a parquet schema's ``huggingface`` metadata, if it has one."""
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if raw is None:
+        return None
+    feature = json.loads(raw).get("info", {}).get("features", {}).get(column, {})
+    if feature.get("_type") != "ClassLabel" or not feature.get("names"):
+        return None
+    return dict(enumerate(feature["names"]))
 
 
 def write_examples(path: str | Path, examples: list[tuple[bytes, str, str]], extra: dict | None = None) -> Path:

@@ -35,6 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", help="rows of this split only (file with a split column)")
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument("--label-column", default="label")
+    parser.add_argument("--label-names", type=lambda text: dict(enumerate(text.split(","))), metavar="A,B,...",
+                        help="names of integer labels 0, 1, ..., comma-separated (default: the file's ClassLabel names)")
     parser.add_argument("--split-column", default="split")
     parser.add_argument("--generator", action="append", default=[], metavar="NAME",
                         help="rows of this voice generator only (repeatable; column --generator-column)")
@@ -169,7 +171,7 @@ def plot_reliability(result: dict, path: Path, title: str) -> None:
 
 def evaluate(args) -> dict:
     examples = read_examples(args.data, args.audio_column, args.label_column, split=args.split,
-                             split_column=args.split_column,
+                             split_column=args.split_column, id2label=args.label_names,
                              extra_column=args.generator_column if args.generator else None)
     if args.generator:
         examples = [e for e in examples if e.extra in args.generator]

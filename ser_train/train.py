@@ -1,4 +1,4 @@
-"""`ser-serve train`: fine-tune Wav2Vec2ForSequenceClassification on CREMA-D-style parquet data.
+"""`ser-serve train`: fine-tune a wav2vec2-family classifier (or a pretrained backbone) on CREMA-D-style parquet data.
 
 Preprocessing is the serving code itself (``ser_serve.audio`` decoding and the
 checkpoint's feature extractor), so the model sees in training exactly what it
@@ -32,7 +32,8 @@ from tqdm import tqdm
 
 from ser_serve.audio import load_waveform
 from ser_train.presets import DEFAULT_LABELS, PRESETS, make_preset_checkpoint
-from ser_serve.model.checkpoint import validate_checkpoint
+from ser_serve.errors import InvalidCheckpoint
+from ser_serve.model.checkpoint import SUPPORTED_MODEL_TYPES, validate_checkpoint
 from ser_train.dataset import read_examples
 
 
@@ -41,11 +42,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train", required=True, type=Path, help="parquet file (or one with a split column)")
     parser.add_argument("--validation", type=Path, help="parquet file; default: --train's 'validation' split")
     start = parser.add_mutually_exclusive_group(required=True)
-    start.add_argument("--init-from", type=Path, help="checkpoint directory to fine-tune")
+    start.add_argument("--init-from", type=Path,
+                       help="checkpoint directory to fine-tune: a classifier, or a pretrained backbone of the wav2vec2 "
+                            "family (Wav2Vec2Model, ...ForPreTraining, ...ForCTC; with its preprocessor_config.json), "
+                            "which gets a new head for the data's labels (then a --lr near 5e-5 suits)")
     start.add_argument("--preset", choices=sorted(PRESETS), help="start from a random-init preset")
     parser.add_argument("--out", type=Path, required=True, help="where the best checkpoint is saved")
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument("--label-column", default="label")
+    parser.add_argument("--label-names", type=lambda text: dict(enumerate(text.split(","))), metavar="A,B,...",
+                        help="names of integer labels 0, 1, ..., comma-separated (default: the file's ClassLabel names)")
     parser.add_argument("--split-column", default="split")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -59,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default). On a shared host use 1: a thread that is "
                              "descheduled stalls every parallel op of the others (measured here: 2 threads 4x slower than 1)")
+    parser.add_argument("--freeze-feature-encoder", action="store_true",
+                        help="keep the convolutional feature encoder as it is (the usual choice when fine-tuning a "
+                             "pretrained backbone on little data)")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast for the training forward pass (about 2.5x faster on CPUs with "
                              "AVX512-BF16, as this host's); weights, validation and the saved checkpoint stay float32")
@@ -97,6 +106,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_split(path: Path, split: str | None, args) -> list:
     examples = read_examples(path, args.audio_column, args.label_column, split=split, split_column=args.split_column,
+                             id2label=args.label_names,
                              extra_column=args.generator_column if args.exclude_generator else None)
     if args.exclude_generator:
         examples = [e for e in examples if e.extra not in args.exclude_generator]
@@ -247,8 +257,40 @@ def skip_step(optimizer, skipped: dict, step: int) -> None:
                            "the run diverged (try a lower --lr, or without --bf16)")
 
 
+def data_labels(examples) -> list[str]:
+    """The training data's labels: the card's in their usual order first, then any others alphabetically."""
+    return sorted({e.label for e in examples}, key=lambda label: (label not in DEFAULT_LABELS, label))
+
+
+def is_backbone(config: dict) -> bool:
+    """A pretrained model of a supported family saved without a classification head (Wav2Vec2Model,
+    Wav2Vec2ForPreTraining, Wav2Vec2ForCTC, HubertModel, ...): what fine-tuning usually starts from."""
+    architectures = config.get("architectures") or []
+    return (config.get("model_type") in SUPPORTED_MODEL_TYPES and bool(architectures)
+            and not any(a.endswith(("ForSequenceClassification", "ForAudioClassification")) for a in architectures))
+
+
+def starting_model(init: Path, train_examples):
+    """What ``--init-from`` fine-tunes: a servable classifier checkpoint as it is (its labels must cover the
+    data's), or a backbone with a new, randomly initialised head for the training data's labels."""
+    from transformers import AutoModelForAudioClassification
+
+    config_path = Path(init) / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    if not is_backbone(config):
+        validate_checkpoint(init)
+        return AutoModelForAudioClassification.from_pretrained(init)
+    if not (Path(init) / "preprocessor_config.json").is_file():
+        raise InvalidCheckpoint(f"{init} has no preprocessor_config.json: the feature extractor to train and serve "
+                                "with is part of the checkpoint")
+    labels = data_labels(train_examples)
+    print(f"{init} is a {config['architectures'][0]} backbone: a new classification head for {labels}", flush=True)
+    return AutoModelForAudioClassification.from_pretrained(
+        init, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+
+
 def train(args) -> dict:
-    from transformers import AutoFeatureExtractor, Wav2Vec2ForSequenceClassification, get_linear_schedule_with_warmup
+    from transformers import AutoFeatureExtractor, get_linear_schedule_with_warmup
 
     torch.manual_seed(args.seed)
     if args.threads:
@@ -258,13 +300,13 @@ def train(args) -> dict:
     train_examples = load_split(args.train, None if args.validation else "train", args)
     val_examples = load_split(args.validation or args.train, None if args.validation else "validation", args)
     if args.preset:
-        labels = sorted({e.label for e in train_examples}, key=lambda l: (l not in DEFAULT_LABELS, l))
-        init = make_preset_checkpoint(args.preset, args.out / "init", labels=labels, seed=args.seed)
+        init = make_preset_checkpoint(args.preset, args.out / "init", labels=data_labels(train_examples), seed=args.seed)
     else:
         init = args.init_from
-        validate_checkpoint(init)
     extractor = AutoFeatureExtractor.from_pretrained(init)
-    model = Wav2Vec2ForSequenceClassification.from_pretrained(init).to(device)
+    model = starting_model(init, train_examples).to(device)
+    if args.freeze_feature_encoder:
+        model.freeze_feature_encoder()
     label2id = {label: int(i) for i, label in model.config.id2label.items()}
     decoded_train = decode_all(train_examples, label2id, "decode train")
     train_data = AugmentedClips(decoded_train, extractor, args.augment, args.seed, args.voice_augment)
@@ -323,6 +365,7 @@ def train(args) -> dict:
             if torch.isfinite(loss) and torch.isfinite(norm):
                 skipped["consecutive"] = 0
                 optimizer.step()
+                schedule.step()  # a skipped update does not advance the schedule (as torch.amp's skipped steps)
                 if average is not None and epoch >= args.average_from_epoch:
                     average.update_parameters(model)
                 losses.append(classification.item())  # train_loss: the label loss alone, comparable with or without prosody
@@ -333,7 +376,6 @@ def train(args) -> dict:
                 progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             else:
                 skip_step(optimizer, skipped, step)
-            schedule.step()
             step += 1
             if step >= total_steps:
                 break
@@ -386,7 +428,7 @@ def calibrate_saved(out: Path, decoded_val, extractor, device, args) -> dict:
     augmented copies of each (seeded), so the confidence is fitted on the
     kind of degraded input the server will meet too.
     """
-    from transformers import Wav2Vec2ForSequenceClassification
+    from transformers import AutoModelForAudioClassification
 
     from ser_train.augment import augment
     from ser_train.calibrate import ece_of_logits, fit_temperature, fold_temperature, nll
@@ -396,7 +438,7 @@ def calibrate_saved(out: Path, decoded_val, extractor, device, args) -> dict:
                                  for _ in range(args.calibration_copies) for x, label in decoded_val]
     data = [(features(x, extractor), label) for x, label in clips]
     labels = np.array([label for _, label in data])
-    model = Wav2Vec2ForSequenceClassification.from_pretrained(out).to(device)
+    model = AutoModelForAudioClassification.from_pretrained(out).to(device)
     logits = logits_of(model, data, device)
     temperature = fit_temperature(logits, labels)
     fold_temperature(model, temperature)

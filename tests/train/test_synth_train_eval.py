@@ -1,6 +1,7 @@
 """Synthetic data, training and evaluation (issue: a trained demo model)."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -63,6 +64,52 @@ def test_integer_labels_and_custom_column_names(tmp_path):
     assert examples[0].label == "fear"
     with pytest.raises(ValueError, match=r"no column\(s\) \['audio', 'label'\]; it has \['speech', 'emotion_id'\]"):
         read_examples(tmp_path / "ints.parquet")
+
+
+def test_integer_labels_take_the_names_of_the_files_classlabel_unless_given(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    features = {"audio": {"_type": "Audio"}, "label": {"_type": "ClassLabel", "names": ["angry", "calm", "fear"]}}
+    table = pa.table({"audio": [{"bytes": b"x", "path": "x.wav"}] * 2, "label": [2, 0]})
+    table = table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+    pq.write_table(table, tmp_path / "hf.parquet")  # the layout `datasets` exports
+    assert [e.label for e in read_examples(tmp_path / "hf.parquet")] == ["fear", "angry"]
+    given = train.parse_args(["--train", "t", "--preset", "tiny", "--out", "o", "--label-names", "a,b,c"]).label_names
+    assert [e.label for e in read_examples(tmp_path / "hf.parquet", id2label=given)] == ["c", "a"]
+    with pytest.raises(ValueError, match="label 2 has no name"):
+        read_examples(tmp_path / "hf.parquet", id2label={0: "angry"})
+    pq.write_table(table.replace_schema_metadata(None), tmp_path / "plain.parquet")
+    with pytest.raises(ValueError, match="integer labels need an id2label mapping"):
+        read_examples(tmp_path / "plain.parquet")
+
+
+def test_a_pretrained_backbone_gets_a_head_for_the_datas_labels_and_its_frozen_feature_encoder_stays(
+        small_dataset, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoFeatureExtractor, Wav2Vec2Model
+
+    from ser_serve.errors import InvalidCheckpoint
+    from ser_serve.model.checkpoint import validate_checkpoint
+    from ser_train.presets import make_preset_checkpoint
+
+    classifier = make_preset_checkpoint("tiny", tmp_path / "classifier", labels=["x", "y"])
+    backbone = tmp_path / "backbone"  # as a self-supervised checkpoint is published: no head, no labels of ours
+    Wav2Vec2Model.from_pretrained(classifier).save_pretrained(backbone)
+    AutoFeatureExtractor.from_pretrained(classifier).save_pretrained(backbone)
+    with pytest.raises(InvalidCheckpoint):
+        validate_checkpoint(backbone)
+    out = tmp_path / "model"
+    args = tiny_training_args(small_dataset, out, epochs=1)
+    args.preset, args.init_from, args.freeze_feature_encoder = None, backbone, True
+    train.train(args)
+    config = validate_checkpoint(out)
+    assert sorted(config["id2label"].values()) == sorted(EMOTIONS)
+    start, saved = load_file(backbone / "model.safetensors"), load_file(out / "model.safetensors")
+    encoder = [k for k in start if k.startswith("feature_extractor.")]
+    assert encoder and all(np.array_equal(start[k], saved[f"wav2vec2.{k}"]) for k in encoder)
+    layers = [k for k in start if k.startswith("encoder.layers.")]
+    assert any(not np.array_equal(start[k], saved[f"wav2vec2.{k}"]) for k in layers)
 
 
 def test_a_few_training_steps_lower_the_loss_and_save_a_loadable_checkpoint(small_dataset, tmp_path):
@@ -149,8 +196,12 @@ def test_a_step_with_a_nan_gradient_is_skipped_and_the_saved_weights_stay_finite
     import torch
     from safetensors.torch import load_file
 
-    poison_gradients(monkeypatch, steps={3})
-    summary = train.train(tiny_training_args(small_dataset, tmp_path / "model", epochs=2))
+    poison_gradients(monkeypatch, steps={1})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = train.train(tiny_training_args(small_dataset, tmp_path / "model", epochs=2))
+    # The schedule stepped only after updates: torch warns when it steps before the optimizer ever did.
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
     assert summary["skipped_steps"] == 1
     assert [h["skipped_steps"] for h in summary["history"]] == [1, 1]
     assert all(np.isfinite(h["train_loss"]) for h in summary["history"])
