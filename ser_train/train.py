@@ -94,13 +94,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="do not fold a validation-fitted temperature into the saved classifier")
     parser.add_argument("--calibration-copies", type=int, default=0,
                         help="also calibrate on this many augmented copies of each validation clip")
-    parser.add_argument("--average-from-epoch", type=int, default=0, metavar="E",
-                        help="from epoch E on, keep the equal-weight average of the weights after every update "
+    parser.add_argument("--average-epochs", type=int, default=0, metavar="N",
+                        help="over the last N epochs, keep the equal-weight average of the weights after every update "
                              "(stochastic weight averaging: torch.optim.swa_utils.AveragedModel) and save that average "
                              "instead of the best epoch, which is kept in <out>/best-epoch to compare with (0: off)")
     args = parser.parse_args(argv)
-    if not 0 <= args.average_from_epoch <= args.epochs:
-        parser.error(f"--average-from-epoch {args.average_from_epoch} is not one of the epochs 1..{args.epochs} (0: off)")
+    if not 0 <= args.average_epochs <= args.epochs:
+        parser.error(f"--average-epochs {args.average_epochs}: a run of {args.epochs} epochs has not that many (0: off)")
     return args
 
 
@@ -334,7 +334,8 @@ def train(args) -> dict:
     parameters = list(model.parameters()) + [p for h in heads for p in h.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, min(args.warmup_steps, total_steps // 5), total_steps)
-    average = torch.optim.swa_utils.AveragedModel(model) if args.average_from_epoch else None
+    average = torch.optim.swa_utils.AveragedModel(model) if args.average_epochs else None
+    average_from = args.epochs - args.average_epochs + 1
     # With an average, the best single epoch is saved beside it (to compare with), not as the result.
     best_dir = args.out / "best-epoch" if average is not None else args.out
     history, best, step = [], -1.0, 0
@@ -366,7 +367,7 @@ def train(args) -> dict:
                 skipped["consecutive"] = 0
                 optimizer.step()
                 schedule.step()  # a skipped update does not advance the schedule (as torch.amp's skipped steps)
-                if average is not None and epoch >= args.average_from_epoch:
+                if average is not None and epoch >= average_from:
                     average.update_parameters(model)
                 losses.append(classification.item())  # train_loss: the label loss alone, comparable with or without prosody
                 if head is not None:
@@ -399,7 +400,7 @@ def train(args) -> dict:
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "train_clips": len(train_data), "validation_clips": len(val_data), "skipped_steps": skipped["total"]}
     if average is not None:
-        summary["average"] = save_average(average, args, val_data, extractor, device)
+        summary["average"] = save_average(average, average_from, args, val_data, extractor, device)
         print(json.dumps({"average": summary["average"]}), flush=True)
     if args.calibrate:
         summary["calibration"] = calibrate_saved(args.out, decoded_val, extractor, device, args)
@@ -410,14 +411,14 @@ def train(args) -> dict:
     return summary
 
 
-def save_average(average, args, val_data, extractor, device) -> dict:
+def save_average(average, from_epoch: int, args, val_data, extractor, device) -> dict:
     """Save the weight average as the result, with its validation accuracy and loss."""
     if int(average.n_averaged) == 0:
-        raise RuntimeError(f"no update reached epoch {args.average_from_epoch}: nothing was averaged")
+        raise RuntimeError(f"no update reached epoch {from_epoch} (--max-steps?): nothing was averaged")
     val_accuracy, val_loss = accuracy(average.module, val_data, device)
     average.module.save_pretrained(args.out, safe_serialization=True)
     extractor.save_pretrained(args.out)
-    return {"from_epoch": args.average_from_epoch, "updates": int(average.n_averaged),
+    return {"from_epoch": from_epoch, "updates": int(average.n_averaged),
             "val_accuracy": val_accuracy, "val_loss": val_loss}
 
 

@@ -13,7 +13,7 @@ def test_each_fold_is_scored_on_its_held_out_engine_with_the_other_folds_tempera
                             generators=("synth", "espeak-ng", "flite"))
     out = tmp_path / "logo"
     assert logo.main(["--data", str(data), "--holdout", "espeak-ng", "flite", "--out", str(out), "--preset", "tiny",
-                      "--train-args", "--epochs 2 --average-from-epoch 2 --batch-size 8 --lr 2e-3 --warmup-steps 2 "
+                      "--train-args", "--epochs 2 --average-epochs 1 --batch-size 8 --lr 2e-3 --warmup-steps 2 "
                                       "--crop-seconds 1.0"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [f["held_out"] for f in summary["folds"]] == ["espeak-ng", "flite"]

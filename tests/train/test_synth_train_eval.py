@@ -155,7 +155,7 @@ def tiny_training_args(small_dataset, out, epochs):
         "--warmup-steps", "2", "--crop-seconds", "1.0", "--no-calibrate"])
 
 
-def test_weight_averaging_saves_the_mean_of_the_weights_after_each_update_from_its_epoch(small_dataset, tmp_path,
+def test_weight_averaging_saves_the_mean_of_the_weights_after_each_update_of_its_epochs(small_dataset, tmp_path,
                                                                                           monkeypatch):
     import torch
     from safetensors.torch import load_file
@@ -172,7 +172,7 @@ def test_weight_averaging_saves_the_mean_of_the_weights_after_each_update_from_i
     monkeypatch.setattr(torch.optim.swa_utils.AveragedModel, "update_parameters", recording)
     out = tmp_path / "model"
     args = tiny_training_args(small_dataset, out, epochs=3)
-    args.average_from_epoch = 2
+    args.average_epochs = 2
     summary = train.train(args)
     steps_per_epoch = summary["history"][0]["step"]
     assert summary["average"]["updates"] == len(seen) == 2 * steps_per_epoch
@@ -185,11 +185,11 @@ def test_weight_averaging_saves_the_mean_of_the_weights_after_each_update_from_i
     EmotionClassifier.from_pretrained(out / "best-epoch")
 
 
-def test_weight_averaging_from_an_epoch_the_run_does_not_have_is_refused(small_dataset, tmp_path, capsys):
+def test_weight_averaging_over_more_epochs_than_the_run_has_is_refused(small_dataset, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["--train", str(small_dataset["train"]), "--preset", "tiny", "--out", str(tmp_path),
-                          "--epochs", "3", "--average-from-epoch", "4"])
-    assert "--average-from-epoch 4 is not one of the epochs 1..3" in capsys.readouterr().err
+                          "--epochs", "3", "--average-epochs", "4"])
+    assert "--average-epochs 4: a run of 3 epochs has not that many" in capsys.readouterr().err
 
 
 def test_a_step_with_a_nan_gradient_is_skipped_and_the_saved_weights_stay_finite(small_dataset, tmp_path, monkeypatch):
