@@ -65,16 +65,33 @@ def table_of(path: Path, workers: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return np.array(rows), np.array([e.label for e in examples]), np.array([e.extra for e in examples])
 
 
-def probe(data: Path, workers: int = 2, seed: int = 0) -> dict:
+def classifier(seed: int = 0):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
+    return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=seed)
+
+
+def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0, folds: int = 5) -> np.ndarray:
+    """Each row's label probabilities (columns 0..classes-1) from trees fitted on the other folds' rows only."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(folds, int(np.bincount(y).min()))  # each fold needs every label once
+    if folds < 2:
+        raise ValueError("the probe's out-of-fold probabilities need at least two clips of every label")
+    probabilities = np.zeros((len(y), classes))
+    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        model = classifier(seed).fit(x[fit], y[fit])
+        probabilities[np.ix_(held, model.classes_)] = model.predict_proba(x[held])
+    return probabilities
+
+
+def probe(data: Path, workers: int = 2, seed: int = 0) -> dict:
     parts = [table_of(data / f"{split}.parquet", workers) for split in ("train", "validation")]
     x_train, y_train, g_train = (np.concatenate(p) for p in zip(*parts))
     x_test, y_test, g_test = table_of(data / "test.parquet", workers)
 
     def accuracy(train_rows, test_rows) -> float:
-        model = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=seed)
-        model.fit(x_train[train_rows], y_train[train_rows])
+        model = classifier(seed).fit(x_train[train_rows], y_train[train_rows])
         return float((model.predict(x_test[test_rows]) == y_test[test_rows]).mean())
 
     rows = []

@@ -87,6 +87,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="weight of an auxiliary clip-level loss: the prosody probe's eleven measures (pitch level, "
                              "range and final movement, voiced share, rate, duration, ...; standardised) read out of the "
                              "mean-pooled last hidden state (ser_train.prosody.ClipMeasureHead; 0: off; not saved)")
+    parser.add_argument("--probe-weight", type=float, default=0.0,
+                        help="weight of a training-only distillation loss: cross-entropy against the prosody probe's "
+                             "label probabilities for each clip (ser_train.prosody_probe's boosted trees on the eleven "
+                             "measures, out-of-fold: each clip's from trees that did not see it; 0: off)")
     parser.add_argument("--generator-column", default="generator", help="column naming each clip's voice generator")
     parser.add_argument("--exclude-generator", action="append", default=[], metavar="NAME",
                         help="leave this generator's clips out of training and validation (repeatable)")
@@ -317,14 +321,24 @@ def train(args) -> dict:
         relative = args.prosody_pitch == "relative"
         targets = [frame_targets(x, hop, relative) for x, _ in tqdm(decoded_train, desc="prosody targets", unit="clip")]
         head = ProsodyHead(model.config.hidden_size).to(device)
-    measures, measure_head = None, None
-    if args.measure_weight:
-        from ser_train.prosody import ClipMeasureHead
+    measures, measure_head, probe_targets = None, None, None
+    if args.measure_weight or args.probe_weight:
         from ser_train.prosody_probe import measures_of
 
-        measures = np.array([measures_of(x) for x, _ in tqdm(decoded_train, desc="clip measures", unit="clip")])
-        measures = torch.from_numpy(((measures - measures.mean(0)) / (measures.std(0) + 1e-6)).astype(np.float32))
+        raw = np.array([measures_of(x) for x, _ in tqdm(decoded_train, desc="clip measures", unit="clip")])
+    if args.measure_weight:
+        from ser_train.prosody import ClipMeasureHead
+
+        measures = torch.from_numpy(((raw - raw.mean(0)) / (raw.std(0) + 1e-6)).astype(np.float32))
         measure_head = ClipMeasureHead(model.config.hidden_size, measures.shape[1]).to(device)
+    if args.probe_weight:
+        from ser_train.prosody_probe import out_of_fold_probabilities
+
+        train_labels = np.array([label for _, label in decoded_train])
+        probe_targets = torch.from_numpy(out_of_fold_probabilities(raw, train_labels, len(label2id), args.seed)
+                                         .astype(np.float32))
+        probe_accuracy = float((probe_targets.argmax(1).numpy() == train_labels).mean())
+        print(f"prosody probe, out of fold on the training clips: accuracy {probe_accuracy:.3f}", flush=True)
     decoded_val = decode_all(val_examples, label2id, "decode validation")
     val_data = [(features(x, extractor), label) for x, label in decoded_val]
     crop = int(args.crop_seconds * 16_000)
@@ -360,6 +374,10 @@ def train(args) -> dict:
             if measure_head is not None:
                 measure_loss = measure_head.loss(outputs.hidden_states[-1], measures[members].to(device))
                 loss = loss + args.measure_weight * measure_loss
+            if probe_targets is not None:
+                # Cross-entropy against the prosody probe's belief: what the hand-made measures alone say.
+                loss = loss + args.probe_weight * torch.nn.functional.cross_entropy(
+                    outputs.logits.float(), probe_targets[members].to(device))
             optimizer.zero_grad()
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -399,6 +417,8 @@ def train(args) -> dict:
     summary = {"best_val_accuracy": best, "history": history, "device": str(device), "args": {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "train_clips": len(train_data), "validation_clips": len(val_data), "skipped_steps": skipped["total"]}
+    if probe_targets is not None:
+        summary["probe_accuracy"] = probe_accuracy
     if average is not None:
         summary["average"] = save_average(average, average_from, args, val_data, extractor, device)
         print(json.dumps({"average": summary["average"]}), flush=True)

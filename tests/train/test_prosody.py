@@ -167,3 +167,33 @@ def test_training_with_the_clip_measure_loss_lowers_it_and_saves_a_plain_checkpo
     assert "prosody_loss" not in summary["history"][0]
     model, info = Wav2Vec2ForSequenceClassification.from_pretrained(out, output_loading_info=True)
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+
+
+def test_the_probes_out_of_fold_probabilities_come_from_trees_that_did_not_see_the_row():
+    from ser_train.prosody_probe import classifier, out_of_fold_probabilities
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 60)
+    noise = rng.normal(size=(len(y), 3))  # nothing to learn: memorised in sample, chance out of fold
+    inside = (classifier().fit(noise, y).predict(noise) == y).mean()
+    p = out_of_fold_probabilities(noise, y, classes=4)
+    assert inside > 0.8 and (p.argmax(1) == y).mean() < 0.45
+    assert np.allclose(p.sum(1), 1)
+    cue = np.c_[y + rng.normal(scale=0.1, size=len(y)), noise]  # one measure tells the label
+    p = out_of_fold_probabilities(cue, y, classes=5)  # a fifth label that no clip has
+    assert (p.argmax(1) == y).mean() > 0.95 and not p[:, 4].any()
+
+
+def test_training_with_the_probe_loss_adds_its_soft_targets_to_every_update(small_dataset, tmp_path, monkeypatch):
+    cross_entropy, soft = torch.nn.functional.cross_entropy, []
+
+    def counting(logits, target, *args, **kwargs):
+        if target.is_floating_point():  # probabilities, not label ids: the probe's term
+            assert target.shape == logits.shape and torch.allclose(target.sum(1), torch.ones(len(target)))
+            soft.append(len(target))
+        return cross_entropy(logits, target, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", counting)
+    summary = short_training(small_dataset, tmp_path / "model", "--probe-weight", "0.5")
+    assert len(soft) == summary["history"][-1]["step"] and sum(soft) == summary["train_clips"] * len(summary["history"])
+    assert 0 <= summary["probe_accuracy"] <= 1
