@@ -332,11 +332,14 @@ def train(args) -> dict:
         measures = torch.from_numpy(((raw - raw.mean(0)) / (raw.std(0) + 1e-6)).astype(np.float32))
         measure_head = ClipMeasureHead(model.config.hidden_size, measures.shape[1]).to(device)
     if args.probe_weight:
+        from threadpoolctl import threadpool_limits
+
         from ser_train.prosody_probe import out_of_fold_probabilities
 
         train_labels = np.array([label for _, label in decoded_train])
-        probe_targets = torch.from_numpy(out_of_fold_probabilities(raw, train_labels, len(label2id), args.seed)
-                                         .astype(np.float32))
+        with threadpool_limits(args.threads or None):  # the trees' OpenMP threads obey --threads too
+            probe_targets = torch.from_numpy(out_of_fold_probabilities(raw, train_labels, len(label2id), args.seed)
+                                             .astype(np.float32))
         probe_accuracy = float((probe_targets.argmax(1).numpy() == train_labels).mean())
         print(f"prosody probe, out of fold on the training clips: accuracy {probe_accuracy:.3f}", flush=True)
     decoded_val = decode_all(val_examples, label2id, "decode validation")
