@@ -20,9 +20,9 @@ into the demo model.
 Writes ``<out>/<G>/model``, ``<out>/<G>/eval`` (report.json, confusion.png,
 reliability.png) and ``<out>/summary.{json,md}``; for a weight-averaged
 recipe (``--average-epochs``) the same for the run's best single epoch
-(``<G>/model/best-epoch``, ``<G>/eval-best-epoch``), side by side. A fold whose evaluation
-exists is not redone (delete its folder to redo it); the summary covers every
-finished fold under ``<out>``.
+(``<G>/model/best-epoch``, ``<G>/eval-best-epoch``), side by side. A fold
+whose evaluation exists is not redone (delete its folder to redo it); the
+summary covers every finished fold under ``<out>``.
 """
 
 from __future__ import annotations

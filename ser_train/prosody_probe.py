@@ -66,6 +66,7 @@ def table_of(path: Path, workers: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def classifier(seed: int = 0):
+    """The probe's model: gradient-boosted trees, untuned."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=seed)
