@@ -66,6 +66,12 @@ def read_examples(path: str | Path, audio_column: str = "audio", label_column: s
     return examples
 
 
+def add_label_names_option(parser) -> None:
+    """``--label-names A,B,...``: {0: A, 1: B, ...} for integer labels (train and evaluate)."""
+    parser.add_argument("--label-names", type=lambda text: dict(enumerate(text.split(","))), metavar="A,B,...",
+                        help="names of integer labels 0, 1, ..., comma-separated (default: the file's ClassLabel names)")
+
+
 def class_label_names(schema, column: str) -> dict[int, str] | None:
     """{id: name} of ``column``'s ClassLabel in a parquet schema's ``huggingface`` metadata, if it has one."""
     raw = (schema.metadata or {}).get(b"huggingface")

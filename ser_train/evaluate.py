@@ -25,7 +25,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from tqdm import tqdm
 
 from ser_train.calibrate import ECE_BINS, expected_calibration_error, reliability_bins
-from ser_train.dataset import read_examples
+from ser_train.dataset import add_label_names_option, read_examples
 from ser_serve.clients.auth import inference_token
 
 
@@ -35,8 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", help="rows of this split only (file with a split column)")
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument("--label-column", default="label")
-    parser.add_argument("--label-names", type=lambda text: dict(enumerate(text.split(","))), metavar="A,B,...",
-                        help="names of integer labels 0, 1, ..., comma-separated (default: the file's ClassLabel names)")
+    add_label_names_option(parser)
     parser.add_argument("--split-column", default="split")
     parser.add_argument("--generator", action="append", default=[], metavar="NAME",
                         help="rows of this voice generator only (repeatable; column --generator-column)")
@@ -169,6 +168,14 @@ def plot_reliability(result: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def write_report(result: dict, out: Path, title: str) -> None:
+    """``out``/report.json, confusion.png and reliability.png of a :func:`report`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(result, indent=1))
+    plot_confusion(result, out / "confusion.png", title)
+    plot_reliability(result, out / "reliability.png", title)
+
+
 def evaluate(args) -> dict:
     examples = read_examples(args.data, args.audio_column, args.label_column, split=args.split,
                              split_column=args.split_column, id2label=args.label_names,
@@ -194,11 +201,7 @@ def evaluate(args) -> dict:
     # Every answer's full scores, for analyses beyond this report (e.g. undoing a folded temperature).
     result["scores"] = [{r["label"]: r["score"] for r in a["results"]} for a in answers]
     result["truth"] = [e.label for e in examples]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps(result, indent=1))
-    title = Path(args.data).name + (f" ({'+'.join(args.generator)})" if args.generator else "")
-    plot_confusion(result, args.out / "confusion.png", title)
-    plot_reliability(result, args.out / "reliability.png", title)
+    write_report(result, args.out, Path(args.data).name + (f" ({'+'.join(args.generator)})" if args.generator else ""))
     print(f"accuracy {result['accuracy']:.4f}, macro-F1 {result['macro_f1']:.4f}, ECE {result['ece']:.4f} "
           f"(15 bins) on {len(examples)} clips -> {args.out / 'report.json'}, confusion.png, reliability.png")
     return result

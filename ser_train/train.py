@@ -34,7 +34,7 @@ from ser_serve.audio import load_waveform
 from ser_train.presets import DEFAULT_LABELS, PRESETS, make_preset_checkpoint
 from ser_serve.errors import InvalidCheckpoint
 from ser_serve.model.checkpoint import SUPPORTED_MODEL_TYPES, validate_checkpoint
-from ser_train.dataset import read_examples
+from ser_train.dataset import add_label_names_option, read_examples
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,8 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="where the best checkpoint is saved")
     parser.add_argument("--audio-column", default="audio")
     parser.add_argument("--label-column", default="label")
-    parser.add_argument("--label-names", type=lambda text: dict(enumerate(text.split(","))), metavar="A,B,...",
-                        help="names of integer labels 0, 1, ..., comma-separated (default: the file's ClassLabel names)")
+    add_label_names_option(parser)
     parser.add_argument("--split-column", default="split")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -426,10 +425,11 @@ def train(args) -> dict:
         summary["average"] = save_average(average, average_from, args, val_data, extractor, device)
         print(json.dumps({"average": summary["average"]}), flush=True)
     if args.calibrate:
-        summary["calibration"] = calibrate_saved(args.out, decoded_val, extractor, device, args)
+        calibration = calibration_set(decoded_val, extractor, args)
+        summary["calibration"] = calibrate_saved(args.out, calibration, device)
         print(json.dumps({"calibration": summary["calibration"]}), flush=True)
         if average is not None:
-            summary["best_epoch_calibration"] = calibrate_saved(best_dir, decoded_val, extractor, device, args)
+            summary["best_epoch_calibration"] = calibrate_saved(best_dir, calibration, device)
     (args.out / "training_log.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -445,22 +445,24 @@ def save_average(average, from_epoch: int, args, val_data, extractor, device) ->
             "val_accuracy": val_accuracy, "val_loss": val_loss}
 
 
-def calibrate_saved(out: Path, decoded_val, extractor, device, args) -> dict:
-    """Fit T on the saved best checkpoint's validation logits and fold it into its classifier, in place.
-
-    The calibration set is the validation clips, plus ``--calibration-copies``
-    augmented copies of each (seeded), so the confidence is fitted on the
-    kind of degraded input the server will meet too.
-    """
-    from transformers import AutoModelForAudioClassification
-
+def calibration_set(decoded_val, extractor, args) -> list[tuple[np.ndarray, int]]:
+    """The validation clips, plus ``--calibration-copies`` augmented copies of each (seeded), normalised: the
+    confidence is fitted on the kind of degraded input the server will meet too."""
     from ser_train.augment import augment
-    from ser_train.calibrate import ece_of_logits, fit_temperature, fold_temperature, nll
 
     rng = np.random.default_rng(args.seed + 3)
     clips = list(decoded_val) + [(augment(x, rng, p=1.0), label)
                                  for _ in range(args.calibration_copies) for x, label in decoded_val]
-    data = [(features(x, extractor), label) for x, label in clips]
+    return [(features(x, extractor), label) for x, label in clips]
+
+
+def calibrate_saved(out: Path, data, device) -> dict:
+    """Fit T on the saved checkpoint's logits of ``data`` (:func:`calibration_set`) and fold it into its
+    classifier, in place."""
+    from transformers import AutoModelForAudioClassification
+
+    from ser_train.calibrate import ece_of_logits, fit_temperature, fold_temperature, nll
+
     labels = np.array([label for _, label in data])
     model = AutoModelForAudioClassification.from_pretrained(out).to(device)
     logits = logits_of(model, data, device)

@@ -118,10 +118,7 @@ def check(model_dir: Path, data: Path, engines, out: Path) -> dict:
         scores = [s for s, g in zip(every["scores"], generators) if g == engine]
         result = evaluate.report([t for t, g in zip(every["truth"], generators) if g == engine],
                                  [max(s, key=s.get) for s in scores], [max(s.values()) for s in scores])
-        (out / engine).mkdir(parents=True, exist_ok=True)
-        (out / engine / "report.json").write_text(json.dumps(result, indent=1))
-        evaluate.plot_confusion(result, out / engine / "confusion.png", f"{data.name} ({engine})")
-        evaluate.plot_reliability(result, out / engine / "reliability.png", f"{data.name} ({engine})")
+        evaluate.write_report(result, out / engine, f"{data.name} ({engine})")
         figures[engine] = {k: result[k] for k in FIGURES}
     figures["all"] = {k: every[k] for k in FIGURES}
     return figures
