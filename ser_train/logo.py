@@ -23,18 +23,28 @@ recipe (``--average-epochs``) the same for the run's best single epoch
 (``<G>/model/best-epoch``, ``<G>/eval-best-epoch``), side by side. A fold
 whose evaluation exists is not redone (delete its folder to redo it); the
 summary covers every finished fold under ``<out>``.
+
+With ``--seeds 0 1``, each fold trains the recipe once per seed
+(``<G>/seed-<s>/model``, ``--jobs 2`` side by side, each one's output in
+``<G>/seed-<s>/train.log``) and serves their soup (``ser_train.soup``: the
+weight average) as ``<G>/model``; every member is scored too, in
+``<G>/seed-<s>/eval``, and the summary has each seed's table beside the soup's.
+A member whose training log exists is not retrained.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from ser_train import evaluate, train
+from ser_train import evaluate, soup, train
 from ser_train.calibrate import ece_of_logits, fit_temperature
 from ser_train.dataset import GENERATORS
 
@@ -49,7 +59,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     start.add_argument("--init-from", type=Path, help="or fine-tune each fold from this checkpoint (it must not have "
                        "seen the held-out generators: the demo's first stage saw only the synthetic voice)")
     parser.add_argument("--train-args", default="", help="further `ser-serve train` options, as one string")
-    return parser.parse_args(argv)
+    parser.add_argument("--seeds", type=int, nargs="+", help="train each fold once per seed and serve their soup")
+    parser.add_argument("--jobs", type=int, default=1, help="with --seeds: how many members train side by side")
+    args = parser.parse_args(argv)
+    if args.seeds and len(set(args.seeds)) < 2:
+        parser.error("--seeds needs two or more different seeds (a soup of one run is that run)")
+    return args
+
+
+def train_argv(generator: str, out: Path, args, seed: int | None = None) -> list[str]:
+    """The `ser-serve train` options of one fold's run (a member of its soup when ``seed`` is given)."""
+    return ["--train", str(args.data / "train.parquet"), "--validation", str(args.data / "validation.parquet"),
+            *(["--init-from", str(args.init_from)] if args.init_from else ["--preset", args.preset]),
+            "--out", str(out), "--exclude-generator", generator, *args.train_args.split(),
+            *(["--seed", str(seed)] if seed is not None else [])]
+
+
+def train_member(argv: list[str], out: Path, jobs: int) -> None:
+    """One soup member; alone, in this process with its progress bars; side by side, in a child writing train.log."""
+    if (out / "training_log.json").exists():
+        print(f"{out}: trained already", flush=True)
+        return
+    if jobs == 1:
+        train.train(train.parse_args(argv))
+        return
+    log = out.parent / "train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print(f"training {out} (follow: tail -f {log})", flush=True)
+    started = time.time()
+    with log.open("w") as stream:
+        done = subprocess.run([sys.executable, "-m", "ser_train.train", *argv], stdout=stream, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise SystemExit(f"training {out} failed (exit {done.returncode}); its output: {log}")
+    print(f"trained {out} in {(time.time() - started) / 60:.1f} minutes", flush=True)
 
 
 def raw_logits(result: dict, temperature: float) -> tuple[np.ndarray, np.ndarray]:
@@ -80,9 +122,13 @@ def fold(generator: str, args) -> dict:
     if (out / "fold.json").exists():
         return json.loads((out / "fold.json").read_text())
     started = time.time()
-    log = train.train(train.parse_args([
-        "--train", str(args.data / "train.parquet"), "--validation", str(args.data / "validation.parquet"),
-        *(["--init-from", str(args.init_from)] if args.init_from else ["--preset", args.preset]), "--out", str(out / "model"), "--exclude-generator", generator, *args.train_args.split()]))
+    if args.seeds:
+        members = [out / f"seed-{s}" / "model" for s in args.seeds]
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            list(pool.map(lambda s, m: train_member(train_argv(generator, m, args, s), m, args.jobs), args.seeds, members))
+        log = soup.soup(members, out / "model")
+    else:
+        log = train.train(train.parse_args(train_argv(generator, out / "model", args)))
     minutes = (time.time() - started) / 60
     summary = {**held_out_row(generator, out / "model", out / "eval", log["calibration"], args),
                "train_clips": log["train_clips"], "train_minutes": round(minutes, 1),
@@ -92,6 +138,11 @@ def fold(generator: str, args) -> dict:
         summary["average"] = log["average"]
         summary["best_epoch"] = held_out_row(generator, out / "model" / "best-epoch", out / "eval-best-epoch",
                                              log["best_epoch_calibration"], args)
+    if args.seeds:
+        summary["soup"] = log["soup"]
+        summary["members"] = [
+            {**held_out_row(generator, m, m.parent / "eval", soup.training_log(m)["calibration"], args), "seed": s}
+            for s, m in zip(args.seeds, members)]
     (out / "fold.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -141,6 +192,15 @@ def main(argv=None) -> int:
         summary["best_epoch"] = {"folds": best_epochs, **cross_generator(best_epochs, args.out, "eval-best-epoch")}
         text += "\nThe same runs' best single epoch (without the weight average):\n\n" + table(
             [{**r, "train_minutes": "-"} for r in best_epochs])
+    seeds = sorted({m["seed"] for r in rows for m in r.get("members", [])})
+    if seeds:
+        summary["members"] = {}
+        for seed in seeds:
+            member_rows = [m for r in rows for m in r.get("members", []) if m["seed"] == seed]
+            summary["members"][str(seed)] = {"folds": member_rows,
+                                             **cross_generator(member_rows, args.out, f"seed-{seed}/eval")}
+            text += f"\nSeed {seed} alone (a member of the soup above):\n\n" + table(
+                [{**r, "train_minutes": "-"} for r in member_rows])
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     (args.out / "summary.md").write_text(text)
     print(text)

@@ -1,10 +1,11 @@
-"""Leave-one-generator-out on a tiny model: one fold per held-out engine, the cross-generator temperature, and a
-weight-averaged recipe's best single epoch evaluated beside its average."""
+"""Leave-one-generator-out on a tiny model: one fold per held-out engine, the cross-generator temperature, a
+weight-averaged recipe's best single epoch evaluated beside its average, and a soup of two seeds beside each seed."""
 
 import json
 
 from ser_train import logo
 from ser_train.dataset import write_synthetic_dataset
+from ser_train.presets import make_preset_checkpoint
 
 
 def test_each_fold_is_scored_on_its_held_out_engine_with_the_other_folds_temperature(tts_engines, tmp_path):
@@ -32,3 +33,32 @@ def test_each_fold_is_scored_on_its_held_out_engine_with_the_other_folds_tempera
         assert fold["train_clips"] == 2 * 8 * 2  # synth and the other engine, 2 per label each
     text = (out / "summary.md").read_text()
     assert "best single epoch" in text and text.count("| espeak-ng |") == 2
+
+
+def test_a_fold_of_two_seeds_serves_their_soup_and_scores_each_member_beside_it(tts_engines, tmp_path):
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, seed=6, per_label={"train": 2, "validation": 1, "test": 1},
+                            generators=("synth", "espeak-ng", "flite"))
+    out = tmp_path / "logo"
+    start = make_preset_checkpoint("tiny", tmp_path / "start")  # a soup's members share their start
+    # --jobs 2: the members train side by side in child processes, each writing its own train.log.
+    assert logo.main(["--data", str(data), "--holdout", "espeak-ng", "flite", "--out", str(out),
+                      "--init-from", str(start),
+                      "--seeds", "0", "1", "--jobs", "2", "--train-args",
+                      "--epochs 1 --batch-size 8 --lr 2e-3 --warmup-steps 2 --crop-seconds 1.0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["members"]) == ["0", "1"]
+    for fold in summary["folds"]:
+        g = fold["held_out"]
+        assert fold["soup"]["seeds"] == [0, 1]
+        assert [m["seed"] for m in fold["members"]] == [0, 1]
+        assert all((out / g / f"seed-{s}" / "train.log").stat().st_size > 0 for s in (0, 1))
+        # Each member is scored on the held-out engine's clips, as the soup is, from its own checkpoint.
+        for member in fold["members"]:
+            assert member["test_clips"] == fold["test_clips"] == 8
+            member_log = json.loads((out / g / f"seed-{member['seed']}" / "model" / "training_log.json").read_text())
+            assert member_log["args"]["seed"] == member["seed"] and member_log["args"]["exclude_generator"] == [g]
+    for seed in ("0", "1"):
+        assert summary["members"][seed]["cross_generator_folds"] == ["espeak-ng", "flite"]
+    text = (out / "summary.md").read_text()
+    assert "Seed 0 alone" in text and "Seed 1 alone" in text
