@@ -109,8 +109,11 @@ stage1-from-git:
 # Stage 2: fine-tune on every generator with augmentation on the fly, 4 s crops, the clip-measure loss (the prosody
 # probe's eleven measures read out of the pooled hidden state), label smoothing, bfloat16 autocast and one
 # torch thread (these machines are shared: two threads stall each other); temperature calibration.
+# DEMO_BF16= trains in float32 instead: on a CPU without AVX512-BF16 or AMX, bfloat16 is emulated and about 5x slower
+# (`lscpu | grep -o 'avx512_bf16\|amx_tile'` prints nothing there); the committed model was trained with it.
+DEMO_BF16 ?= --bf16
 TRAIN_ARGS ?= --batch-size 16 --lr 5e-4 --warmup-steps 100 --crop-seconds 4.0 --measure-weight 1.0 --augment 0.8 --label-smoothing 0.1 \
-	--calibration-copies 1 --threads 1 --bf16
+	--calibration-copies 1 --threads 1 $(DEMO_BF16)
 DEMO_EPOCHS ?= 6
 LOGO_EPOCHS ?= 5
 

@@ -36,10 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -75,25 +72,6 @@ def train_argv(generator: str, out: Path, args, seed: int | None = None) -> list
             *(["--seed", str(seed)] if seed is not None else [])]
 
 
-def train_member(argv: list[str], out: Path, jobs: int) -> None:
-    """One soup member; alone, in this process with its progress bars; side by side, in a child writing train.log."""
-    if (out / "training_log.json").exists():
-        print(f"{out}: trained already", flush=True)
-        return
-    if jobs == 1:
-        train.train(train.parse_args(argv))
-        return
-    log = out.parent / "train.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"training {out} (follow: tail -f {log})", flush=True)
-    started = time.time()
-    with log.open("w") as stream:
-        done = subprocess.run([sys.executable, "-m", "ser_train.train", *argv], stdout=stream, stderr=subprocess.STDOUT)
-    if done.returncode:
-        raise SystemExit(f"training {out} failed (exit {done.returncode}); its output: {log}")
-    print(f"trained {out} in {(time.time() - started) / 60:.1f} minutes", flush=True)
-
-
 def raw_logits(result: dict, temperature: float) -> tuple[np.ndarray, np.ndarray]:
     """The answers' logits before the folded temperature T (up to a per-answer constant): T * log p; and the truth."""
     labels = sorted(result["scores"][0])
@@ -124,8 +102,7 @@ def fold(generator: str, args) -> dict:
     started = time.time()
     if args.seeds:
         members = [out / f"seed-{s}" / "model" for s in args.seeds]
-        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            list(pool.map(lambda s, m: train_member(train_argv(generator, m, args, s), m, args.jobs), args.seeds, members))
+        soup.train_members(lambda s, m: train_argv(generator, m, args, s), members, args.seeds, args.jobs)
         log = soup.soup(members, out / "model")
     else:
         log = train.train(train.parse_args(train_argv(generator, out / "model", args)))

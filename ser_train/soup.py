@@ -16,13 +16,19 @@ first member was calibrated on (its recorded ``--validation``,
 ``--exclude-generator``, ``--calibration-copies`` and ``--seed``), as
 ``ser-serve train`` does, and its log keeps the members' figures beside its own.
 
-    python -m ser_train.soup --out build/demo build/demo-seed-0 build/demo-seed-1
+    python -m ser_train.soup --out build/demo build/demo-seed-0/model build/demo-seed-1/model
+    python -m ser_train.soup --out build/demo --seeds 0 1 --jobs 2 --train-args "<ser-serve train options>"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -31,11 +37,53 @@ import torch
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ser_train.soup", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("members", nargs="+", type=Path, help="checkpoint folders written by `ser-serve train`")
+    parser.add_argument("members", nargs="*", type=Path, help="checkpoint folders written by `ser-serve train`")
     parser.add_argument("--out", type=Path, required=True, help="folder for the averaged checkpoint")
+    parser.add_argument("--seeds", type=int, nargs="+", help="or train the members first, one per seed, into "
+                        "<out>-seed-<s>/model (one whose training log exists is kept)")
+    parser.add_argument("--jobs", type=int, default=1, help="with --seeds: how many members train side by side")
+    parser.add_argument("--train-args", default="", help="with --seeds: the `ser-serve train` options, as one "
+                        "string, without --out and --seed")
     parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                         help="keep the average's raw logits (T = 1) instead of fitting T on validation")
     return parser.parse_args(argv)
+
+
+def say(line: str) -> None:
+    """One whole line at a time: members side by side report from threads."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def train_member(argv: list[str], out: Path, jobs: int) -> None:
+    """One soup member; alone, in this process with its progress bars; side by side, in a child writing train.log."""
+    if (out / "training_log.json").exists():
+        say(f"{out}: trained already")
+        return
+    if jobs == 1:
+        from ser_train import train
+
+        train.train(train.parse_args(argv))
+        return
+    log = out.parent / "train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    say(f"training {out} (follow: tail -f {log})")
+    started = time.time()
+    # Each child makes its own numba cache (ser_train/__init__.py): two compiling into one folder at once crashed one.
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    with log.open("w") as stream:
+        done = subprocess.run([sys.executable, "-m", "ser_train.train", *argv], stdout=stream, stderr=subprocess.STDOUT,
+                              env=env)
+    if done.returncode:
+        how = f"killed by signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        raise SystemExit(f"training {out} failed ({how}); its output: {log}")
+    say(f"trained {out} in {(time.time() - started) / 60:.1f} minutes")
+
+
+def train_members(argv_of_seed, members: list[Path], seeds: list[int], jobs: int) -> None:
+    """Train each seed's member (``argv_of_seed(seed, out)``: its `ser-serve train` options), ``jobs`` side by side."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(lambda s, m: train_member(argv_of_seed(s, m), m, jobs), seeds, members))
 
 
 def training_log(model_dir: Path) -> dict:
@@ -138,6 +186,14 @@ def soup(members: list[Path], out: Path, calibrate: bool = True) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.seeds:
+        if args.members:
+            raise SystemExit("give member folders or --seeds, not both")
+        if len(set(args.seeds)) < 2:
+            raise SystemExit("--seeds needs two or more different seeds (a soup of one run is that run)")
+        args.members = [args.out.parent / f"{args.out.name}-seed-{s}" / "model" for s in args.seeds]
+        train_members(lambda s, m: [*args.train_args.split(), "--out", str(m), "--seed", str(s)],
+                      args.members, args.seeds, args.jobs)
     if args.out.resolve() in {m.resolve() for m in args.members}:
         raise SystemExit("--out must not be one of the members")
     soup(args.members, args.out, args.calibrate)

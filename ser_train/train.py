@@ -24,6 +24,7 @@ import argparse
 import json
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "pretrained backbone on little data)")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast for the training forward pass (about 2.5x faster on CPUs with "
-                             "AVX512-BF16, as this host's); weights, validation and the saved checkpoint stay float32")
+                             "AVX512-BF16 or AMX; emulated, about 5x slower, on AVX2-only CPUs, and warned of); "
+                             "weights, validation and the saved checkpoint stay float32")
     parser.add_argument("--augment", type=float, default=0.0,
                         help="probability that a training clip is degraded on the fly (ser_train.augment; 0: never)")
     parser.add_argument("--voice-augment", type=float, default=0.0,
@@ -292,6 +294,12 @@ def starting_model(init: Path, train_examples):
         init, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
 
 
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: without either, oneDNN emulates bfloat16 matrix products."""
+    cpu = torch.cpu
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
 def train(args) -> dict:
     from transformers import AutoFeatureExtractor, get_linear_schedule_with_warmup
 
@@ -300,6 +308,12 @@ def train(args) -> dict:
         torch.set_num_threads(args.threads)
     rng = random.Random(args.seed)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.bf16 and device.type == "cpu" and not cpu_has_native_bf16():
+        # Measured on a 2-core AMD EPYC with AVX2 only (2026-12-02): a demo batch (16 x 4 s) took 8-9 s with
+        # --bf16 and 1.4-2.2 s without; on AVX512-BF16 and AMX hosts bf16 was the faster of the two.
+        warnings.warn("--bf16 on a CPU without AVX512-BF16 or AMX: bfloat16 is emulated there, about 5x slower than "
+                      "float32 on the demo model (drop --bf16, or DEMO_BF16= for the Makefile's demo targets)",
+                      stacklevel=2)
     train_examples = load_split(args.train, None if args.validation else "train", args)
     val_examples = load_split(args.validation or args.train, None if args.validation else "validation", args)
     if args.preset:

@@ -11,19 +11,21 @@ from ser_train.presets import make_preset_checkpoint
 
 
 @pytest.fixture(scope="module")
-def members(small_dataset, tmp_path_factory):
-    """Two one-epoch runs from one tiny checkpoint, seeds 0 and 1, each calibrated (its T folded in)."""
+def made(small_dataset, tmp_path_factory):
+    """`python -m ser_train.soup --seeds 0 1`: two one-epoch runs from one tiny checkpoint, each calibrated (its T
+    folded in), and their soup."""
     root = tmp_path_factory.mktemp("soup")
     start = make_preset_checkpoint("tiny", root / "start")
-    outs = []
-    for seed in (0, 1):
-        out = root / f"seed-{seed}"
-        train.train(train.parse_args([
-            "--train", str(small_dataset["train"]), "--validation", str(small_dataset["validation"]),
-            "--init-from", str(start), "--out", str(out), "--epochs", "1", "--batch-size", "8", "--lr", "2e-3",
-            "--warmup-steps", "2", "--crop-seconds", "1.0", "--calibration-copies", "1", "--seed", str(seed)]))
-        outs.append(out)
-    return outs
+    assert soup.main(["--out", str(root / "soup"), "--seeds", "0", "1", "--train-args",
+                      f"--train {small_dataset['train']} --validation {small_dataset['validation']} --init-from {start} "
+                      "--epochs 1 --batch-size 8 --lr 2e-3 --warmup-steps 2 --crop-seconds 1.0 "
+                      "--calibration-copies 1"]) == 0
+    return root / "soup", [root / f"soup-seed-{s}" / "model" for s in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def members(made):
+    return made[1]
 
 
 def raw(model_dir):
@@ -33,11 +35,12 @@ def raw(model_dir):
     return {k: v * t if k.startswith("classifier.") else v for k, v in weights.items()}, t
 
 
-def test_the_soup_is_the_mean_of_the_members_raw_weights_then_calibrated(members, tmp_path):
+def test_the_soup_is_the_mean_of_the_members_raw_weights_then_calibrated(made):
+    out, members = made
     (a, ta), (b, tb) = raw(members[0]), raw(members[1])
     assert ta != tb and not torch.equal(a["classifier.weight"], b["classifier.weight"])
-    summary = soup.soup(members, tmp_path / "soup")
-    mixed, t = raw(tmp_path / "soup")
+    summary = json.loads((out / "training_log.json").read_text())
+    mixed, t = raw(out)
     assert t == summary["calibration"]["temperature"] > 0
     for key in a:
         torch.testing.assert_close(mixed[key], (a[key] + b[key]) / 2, rtol=1e-5, atol=1e-6)
@@ -49,7 +52,7 @@ def test_the_soup_is_the_mean_of_the_members_raw_weights_then_calibrated(members
     # Any loader gets the soup: the card's reference code loads it as it loads a trained checkpoint.
     from transformers import AutoModelForAudioClassification
 
-    assert AutoModelForAudioClassification.from_pretrained(tmp_path / "soup").config.id2label == \
+    assert AutoModelForAudioClassification.from_pretrained(out).config.id2label == \
         AutoModelForAudioClassification.from_pretrained(members[0]).config.id2label
 
 
@@ -64,3 +67,25 @@ def test_members_from_different_starts_are_refused(members, small_dataset, tmp_p
         soup.soup([members[0]], tmp_path / "one")
     with pytest.raises(SystemExit, match="must not be one of the members"):
         soup.main([str(members[0]), str(members[1]), "--out", str(members[1])])
+    with pytest.raises(SystemExit, match="not both"):
+        soup.main([str(members[0]), "--out", str(tmp_path / "both"), "--seeds", "0", "1"])
+
+
+def test_members_side_by_side_each_get_their_own_numba_cache(tmp_path, monkeypatch):
+    """Two children compiling librosa's kernels into one inherited NUMBA_CACHE_DIR at once: one segfaulted."""
+    import os
+    import subprocess
+
+    seen = []
+
+    def run(command, env, **kwargs):
+        seen.append(env)
+        return subprocess.CompletedProcess(command, -11 if "--seed" in command and command[-1] == "1" else 0)
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "parent-cache"))
+    monkeypatch.setattr(soup.subprocess, "run", run)
+    members = [tmp_path / f"seed-{s}" / "model" for s in (0, 1)]
+    with pytest.raises(SystemExit, match=r"seed-1/model failed \(killed by signal 11\)"):
+        soup.train_members(lambda s, m: ["--out", str(m), "--seed", str(s)], members, [0, 1], jobs=2)
+    assert len(seen) == 2 and all("NUMBA_CACHE_DIR" not in env for env in seen)
+    assert all(env["PATH"] == os.environ["PATH"] for env in seen)

@@ -238,3 +238,18 @@ def test_evaluation_against_a_live_server_equals_in_process(small_dataset, tiny_
         "--out", str(tmp_path / "remote")]))
     for key in ("accuracy", "macro_f1", "per_class_f1", "confusion_matrix", "labels"):
         assert remote[key] == local[key], key
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_that_would_emulate_it_is_warned_of(small_dataset, tmp_path, monkeypatch, native):
+    import torch
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: native)
+    args = tiny_training_args(small_dataset, tmp_path / "model", epochs=1)
+    args.bf16, args.max_steps = True, 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train.train(args)
+    emulated = [w for w in caught if "bfloat16 is emulated" in str(w.message)]
+    assert len(emulated) == (0 if native else 1)
