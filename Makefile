@@ -120,9 +120,18 @@ LOGO_EPOCHS ?= 5
 # Re-train the demo model: stage 1 (if missing), then stage 2 on all generators (about 35 minutes on 2 shared
 # CPU cores), then evaluate it. Its temperature: the one fitted on the leave-one-generator-out folds' held-out
 # generators (build/logo/summary.json: run `make evaluate-demo-logo` first), else the one fitted on validation.
+# DEMO_SEEDS="0 1": train once per seed, two side by side (build/demo-seed-<s>), and make build/demo their soup
+# (ser_train/soup.py: the weight average); LOGO_SEEDS="0 1" does the same per fold of evaluate-demo-logo.
+DEMO_SEEDS ?=
+LOGO_SEEDS ?=
+DEMO_TRAIN_DATA = --train build/data/train.parquet --validation build/data/validation.parquet --init-from $(STAGE1)
 train-demo: data $(STAGE1_READY)
-	$(PY) -m ser_serve.cli train --train build/data/train.parquet --validation build/data/validation.parquet \
-		--init-from $(STAGE1) --out build/demo --epochs $(DEMO_EPOCHS) $(TRAIN_ARGS)
+ifeq ($(strip $(DEMO_SEEDS)),)
+	$(PY) -m ser_serve.cli train $(DEMO_TRAIN_DATA) --out build/demo --epochs $(DEMO_EPOCHS) $(TRAIN_ARGS)
+else
+	$(PY) -m ser_train.soup --out build/demo --seeds $(DEMO_SEEDS) --jobs 2 \
+		--train-args "$(DEMO_TRAIN_DATA) --epochs $(DEMO_EPOCHS) $(TRAIN_ARGS)"
+endif
 	@if [ -f build/logo/summary.json ]; then $(PY) -m ser_train.calibrate --model-dir build/demo --logo-summary build/logo/summary.json; \
 	else echo "note: no build/logo/summary.json: build/demo keeps the temperature fitted on validation"; fi
 	$(MAKE) evaluate-demo DEMO_DIR=build/demo DEMO_EVAL=build/demo/eval
@@ -141,7 +150,7 @@ evaluate-demo: data
 LOGO_HOLDOUT ?= espeak-ng flite festival
 evaluate-demo-logo: data $(STAGE1_READY)
 	$(PY) -m ser_train.logo --data build/data --holdout $(LOGO_HOLDOUT) --out build/logo --init-from $(STAGE1) \
-		--train-args "--epochs $(LOGO_EPOCHS) $(TRAIN_ARGS)"
+		--train-args "--epochs $(LOGO_EPOCHS) $(TRAIN_ARGS)" $(if $(strip $(LOGO_SEEDS)),--seeds $(LOGO_SEEDS) --jobs 2)
 
 # An independent text-to-speech check: emotion prosody by textbook rules (not the training data's), other sentences,
 # each engine; accuracy, ECE and plots per engine (build/tts-check/summary.md; about 3 minutes).

@@ -89,3 +89,36 @@ def test_members_side_by_side_each_get_their_own_numba_cache(tmp_path, monkeypat
         soup.train_members(lambda s, m: ["--out", str(m), "--seed", str(s)], members, [0, 1], jobs=2)
     assert len(seen) == 2 and all("NUMBA_CACHE_DIR" not in env for env in seen)
     assert all(env["PATH"] == os.environ["PATH"] for env in seen)
+
+
+def make_dry_run(*args) -> list[list[str]]:
+    """The commands `make -n` prints, each split as the shell would."""
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    done = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=Path(__file__).parents[2],
+                          capture_output=True, text=True, check=True)
+    return [shlex.split(line) for line in done.stdout.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def tool_args(commands, module):
+    return next(c[3:] for c in commands if c[1:3] == ["-m", module])
+
+
+def test_the_makefile_seed_options_are_commands_the_tools_accept():
+    import shlex
+
+    from ser_train import logo
+
+    demo = soup.parse_args(tool_args(make_dry_run("train-demo", "DEMO_SEEDS=0 1"), "ser_train.soup"))
+    assert demo.seeds == [0, 1] and demo.jobs == 2 and str(demo.out) == "build/demo"
+    member = train.parse_args([*shlex.split(demo.train_args), "--out", "m", "--seed", "1"])
+    assert str(member.init_from) == "build/demo-stage1" and member.epochs == 6 and member.bf16
+    folds = logo.parse_args(tool_args(make_dry_run("evaluate-demo-logo", "LOGO_SEEDS=0 1"), "ser_train.logo"))
+    assert folds.seeds == [0, 1] and folds.jobs == 2
+    # Without the seeds: one run, as before; DEMO_BF16= drops bfloat16.
+    plain = make_dry_run("train-demo", "DEMO_BF16=")
+    assert not any(c[1:3] == ["-m", "ser_train.soup"] for c in plain)
+    assert "--bf16" not in tool_args(plain, "ser_serve.cli") and logo.parse_args(
+        tool_args(make_dry_run("evaluate-demo-logo"), "ser_train.logo")).seeds is None
