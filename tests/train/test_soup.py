@@ -122,3 +122,16 @@ def test_the_makefile_seed_options_are_commands_the_tools_accept():
     assert not any(c[1:3] == ["-m", "ser_train.soup"] for c in plain)
     assert "--bf16" not in tool_args(plain, "ser_serve.cli") and logo.parse_args(
         tool_args(make_dry_run("evaluate-demo-logo"), "ser_train.logo")).seeds is None
+
+
+def test_the_path_between_two_members_starts_and_ends_at_them(made, tmp_path):
+    from ser_train import soup_path
+
+    _, members = made
+    assert soup_path.main(["--members", *map(str, members), "--steps", "2", "--out", str(tmp_path)]) == 0
+    path = json.loads((tmp_path / "soup-path.json").read_text())["path"]
+    assert [row["weight_of_second"] for row in path] == [0.0, 0.5, 1.0]
+    # Each end is a member itself: its validation accuracy is what its training saved it for.
+    for row, member in ((path[0], members[0]), (path[-1], members[1])):
+        assert row["validation"] == json.loads((member / "training_log.json").read_text())["best_val_accuracy"]
+    assert (tmp_path / "soup-path.png").stat().st_size > 0

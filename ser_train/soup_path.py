@@ -1,0 +1,91 @@
+"""Accuracy along the straight line between two soup members' weights: why a soup works or does not.
+
+A soup (ser_train/soup.py) is the point half-way along this line. If the two
+runs lie in one basin of the loss, accuracy stays level (or rises) between
+them; a dip in the middle is a barrier between two basins, and the soup sits
+at its bottom. Scored on the first member's validation clips and, with
+``--holdout``, on that generator's test clips; raw logits (each member's folded
+temperature taken out), so only accuracy is compared.
+
+    python -m ser_train.soup_path --members build/logo/espeak-ng/seed-0/model build/logo/espeak-ng/seed-1/model \
+        --holdout espeak-ng --out build/soup-path
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--members", nargs=2, type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=Path("build/data"))
+    parser.add_argument("--holdout", help="also score this generator's test clips")
+    parser.add_argument("--steps", type=int, default=4, help="segments of the line (4: weights 0, 0.25, ..., 1)")
+    parser.add_argument("--out", type=Path, required=True, help="writes soup-path.json and soup-path.png here")
+    return parser.parse_args(argv)
+
+
+def clip_sets(args, log: dict, extractor, label2id) -> dict[str, list]:
+    from ser_train import soup, train
+
+    member_args = soup.recorded_args(log)
+    sets = {"validation": train.load_split(member_args.validation, None, member_args)}
+    if args.holdout:
+        test = train.read_examples(args.data / "test.parquet", member_args.audio_column, member_args.label_column,
+                                   id2label=member_args.label_names, extra_column=member_args.generator_column)
+        sets[f"{args.holdout} test (held out)"] = [e for e in test if e.extra == args.holdout]
+    return {name: [(train.features(x, extractor), y) for x, y in train.decode_all(examples, label2id, f"decode {name}")]
+            for name, examples in sets.items()}
+
+
+def main(argv=None) -> int:
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    from ser_train import soup, train
+
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    logs = [soup.training_log(m) for m in args.members]
+    models = [AutoModelForAudioClassification.from_pretrained(m) for m in args.members]
+    a, b = (soup.raw_state(m, soup.folded_temperature(log)) for m, log in zip(models, logs))
+    model = models[0]
+    label2id = {label: int(i) for i, label in model.config.id2label.items()}
+    sets = clip_sets(args, logs[0], AutoFeatureExtractor.from_pretrained(args.members[0]), label2id)
+    rows = []
+    for weight in np.linspace(0.0, 1.0, args.steps + 1):
+        model.load_state_dict({k: (1 - weight) * a[k] + weight * b[k] if a[k].is_floating_point() else a[k] for k in a})
+        row = {"weight_of_second": float(weight)}
+        for name, data in sets.items():
+            row[name] = train.accuracy(model, data, torch.device("cpu"))[0]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "soup-path.json").write_text(json.dumps({"members": [str(m) for m in args.members], "path": rows},
+                                                        indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    weights = [r["weight_of_second"] for r in rows]
+    for name in sets:
+        ax.plot(weights, [r[name] for r in rows], marker="o", label=name)
+    ax.axvline(0.5, color="grey", linestyle=":", label="the soup")
+    ax.set_xlabel(f"weight of {args.members[1].parent.name} (0: {args.members[0].parent.name})")
+    ax.set_ylabel("accuracy")
+    ax.set_title("Between two seeds' weights")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out / "soup-path.png", dpi=120)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
