@@ -107,16 +107,20 @@ def raw_state(model, temperature: float) -> dict[str, torch.Tensor]:
     return state
 
 
-def average(states: list[dict[str, torch.Tensor]], names: list[str]) -> dict[str, torch.Tensor]:
-    """The uniform mean of floating-point tensors; anything else (counters) must agree across members."""
+def average(states: list[dict[str, torch.Tensor]], names: list[str], weights: list[float] | None = None
+            ) -> dict[str, torch.Tensor]:
+    """The mean of floating-point tensors (uniform, or with ``weights`` summing to 1); anything else (counters)
+    must agree across members."""
     first = states[0]
     for state, name in zip(states[1:], names[1:]):
         if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
             raise SystemExit(f"{name} does not have the parameters of {names[0]}: only one architecture can be averaged")
+    w = torch.tensor(weights if weights is not None else [1 / len(states)] * len(states), dtype=torch.float64)
     soup = {}
     for key, value in first.items():
         if value.is_floating_point():
-            soup[key] = torch.stack([s[key].double() for s in states]).mean(0).to(value.dtype)
+            stacked = torch.stack([s[key].double() for s in states])
+            soup[key] = torch.tensordot(w, stacked, dims=1).to(value.dtype)
         elif all(torch.equal(s[key], value) for s in states):
             soup[key] = value
         else:
@@ -131,6 +135,15 @@ def recorded_args(log: dict) -> argparse.Namespace:
         if getattr(args, key, None):
             setattr(args, key, Path(getattr(args, key)))
     return args
+
+
+def validation_clips(args: argparse.Namespace, label2id: dict[str, int]) -> list:
+    """The validation clips a member was trained with (its recorded options: file, split, excluded generators),
+    decoded as the server decodes."""
+    from ser_train import train
+
+    examples = train.load_split(args.validation or args.train, None if args.validation else "validation", args)
+    return train.decode_all(examples, label2id, "decode validation")
 
 
 def soup(members: list[Path], out: Path, calibrate: bool = True) -> dict:
@@ -163,9 +176,7 @@ def soup(members: list[Path], out: Path, calibrate: bool = True) -> dict:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     extractor = AutoFeatureExtractor.from_pretrained(out)
-    label2id = {label: int(i) for i, label in labels.items()}
-    val_examples = train.load_split(args.validation or args.train, None if args.validation else "validation", args)
-    decoded_val = train.decode_all(val_examples, label2id, "decode validation")
+    decoded_val = validation_clips(args, {label: int(i) for i, label in labels.items()})
     val_data = [(train.features(x, extractor), label) for x, label in decoded_val]
     val_accuracy, val_loss = train.accuracy(model, val_data, device)
     summary = {
@@ -175,6 +186,7 @@ def soup(members: list[Path], out: Path, calibrate: bool = True) -> dict:
                  "val_accuracy": val_accuracy, "val_loss": val_loss},
         "best_val_accuracy": val_accuracy, "train_clips": logs[0]["train_clips"],
         "validation_clips": len(val_data), "skipped_steps": sum(log.get("skipped_steps", 0) for log in logs),
+        # The first member's options: what a soup of soups, or calibrate.refold, reads back.
         "args": logs[0]["args"]}
     print(json.dumps({"soup": summary["soup"]}), flush=True)
     if calibrate:

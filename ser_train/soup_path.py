@@ -35,13 +35,13 @@ def clip_sets(args, log: dict, extractor, label2id) -> dict[str, list]:
     from ser_train import soup, train
 
     member_args = soup.recorded_args(log)
-    sets = {"validation": train.load_split(member_args.validation, None, member_args)}
+    sets = {"validation": soup.validation_clips(member_args, label2id)}
     if args.holdout:
         test = train.read_examples(args.data / "test.parquet", member_args.audio_column, member_args.label_column,
                                    id2label=member_args.label_names, extra_column=member_args.generator_column)
-        sets[f"{args.holdout} test (held out)"] = [e for e in test if e.extra == args.holdout]
-    return {name: [(train.features(x, extractor), y) for x, y in train.decode_all(examples, label2id, f"decode {name}")]
-            for name, examples in sets.items()}
+        sets[f"{args.holdout} test (held out)"] = train.decode_all([e for e in test if e.extra == args.holdout],
+                                                                   label2id, f"decode {args.holdout} test")
+    return {name: [(train.features(x, extractor), y) for x, y in decoded] for name, decoded in sets.items()}
 
 
 def main(argv=None) -> int:
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     sets = clip_sets(args, logs[0], AutoFeatureExtractor.from_pretrained(args.members[0]), label2id)
     rows = []
     for weight in np.linspace(0.0, 1.0, args.steps + 1):
-        model.load_state_dict({k: (1 - weight) * a[k] + weight * b[k] if a[k].is_floating_point() else a[k] for k in a})
+        model.load_state_dict(soup.average([a, b], [str(m) for m in args.members], [1 - weight, weight]))
         row = {"weight_of_second": float(weight)}
         for name, data in sets.items():
             row[name] = train.accuracy(model, data, torch.device("cpu"))[0]
