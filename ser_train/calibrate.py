@@ -81,12 +81,18 @@ def fold_temperature(model, temperature: float) -> None:
             layer.bias.div_(temperature)
 
 
+def folded_temperature(log: dict) -> float:
+    """The T a checkpoint's classifier carries, from its training log: ``calibration.folded_temperature``, else
+    ``calibration.temperature`` (what training folds), else 1 (never calibrated)."""
+    calibration = log.get("calibration", {})
+    return float(calibration.get("folded_temperature", calibration.get("temperature", 1.0)))
+
+
 def refold(model_dir, temperature: float, source: str) -> dict:
     """Make the checkpoint in ``model_dir`` answer softmax(z / ``temperature``) of its raw logits z.
 
     The temperature already folded in is read from its ``training_log.json``
-    (``calibration.folded_temperature``, else ``calibration.temperature``, else 1),
-    so this can be run again with another T. The log records the new T and ``source``.
+    (:func:`folded_temperature`), so this can be run again with another T. The log records the new T and ``source``.
     """
     import json
     from pathlib import Path
@@ -96,8 +102,8 @@ def refold(model_dir, temperature: float, source: str) -> dict:
     model_dir = Path(model_dir)
     log_path = model_dir / "training_log.json"
     log = json.loads(log_path.read_text()) if log_path.exists() else {}
+    folded = folded_temperature(log)
     calibration = log.setdefault("calibration", {})
-    folded = calibration.get("folded_temperature", calibration.get("temperature", 1.0))
     model = AutoModelForAudioClassification.from_pretrained(model_dir)
     fold_temperature(model, temperature / folded)
     model.save_pretrained(model_dir, safe_serialization=True)

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from ser_train.calibrate import folded_temperature
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ser_train.soup", description=__doc__,
@@ -91,11 +93,6 @@ def training_log(model_dir: Path) -> dict:
     if not path.exists():
         raise SystemExit(f"{model_dir} has no training_log.json: a soup's members are `ser-serve train` outputs")
     return json.loads(path.read_text())
-
-
-def folded_temperature(log: dict) -> float:
-    calibration = log.get("calibration", {})
-    return float(calibration.get("folded_temperature", calibration.get("temperature", 1.0)))
 
 
 def raw_state(model, temperature: float) -> dict[str, torch.Tensor]:

@@ -48,12 +48,13 @@ def main(argv=None) -> int:
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     from ser_train import soup, train
+    from ser_train.calibrate import folded_temperature
 
     args = parse_args(argv)
     torch.set_num_threads(1)
     logs = [soup.training_log(m) for m in args.members]
     models = [AutoModelForAudioClassification.from_pretrained(m) for m in args.members]
-    a, b = (soup.raw_state(m, soup.folded_temperature(log)) for m, log in zip(models, logs))
+    a, b = (soup.raw_state(m, folded_temperature(log)) for m, log in zip(models, logs))
     model = models[0]
     label2id = {label: int(i) for i, label in model.config.id2label.items()}
     sets = clip_sets(args, logs[0], AutoFeatureExtractor.from_pretrained(args.members[0]), label2id)
