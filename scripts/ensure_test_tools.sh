@@ -2,8 +2,8 @@
 # System programs the test suite drives for real (not needed to serve):
 #   nginx - the reverse proxy of the multi-replica test (tests/integration/test_replicas.py);
 #   chromium, chromium-driver - the real browser of the page test (tests/integration/test_page.py);
-#   espeak-ng, flite, festival + nine festvox diphone voices - the text-to-speech engines that voice the demo
-#     model's training data (ser_train/tts.py FESTIVAL_VOICES; `make data`, tests/train/test_tts.py).
+#   espeak-ng, flite, festival + festvox-kallpc16k, festvox-kdlpc16k - the text-to-speech engines that voice
+#     the demo model's training data (ser_train/tts.py; `make data`, tests/train/test_tts.py).
 # Installed with apt when we are root; otherwise say exactly what to do.
 # `--tts` checks only the text-to-speech engines (what `make data` needs).
 set -euo pipefail
@@ -16,13 +16,8 @@ fi
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v flite >/dev/null 2>&1 || missing+=(flite)
 command -v festival >/dev/null 2>&1 || missing+=(festival)
-# festival's voice directory -> its Debian package (the voices of ser_train/tts.py FESTIVAL_VOICES).
-for voice in english/kal_diphone:festvox-kallpc16k english/ked_diphone:festvox-kdlpc16k \
-             italian/lp_diphone:festvox-italp16k italian/pc_diphone:festvox-itapc16k \
-             czech/czech_dita:festvox-czech-dita czech/czech_krb:festvox-czech-krb czech/czech_ph:festvox-czech-ph \
-             finnish/suo_fi_lj_diphone:festvox-suopuhe-lj finnish/hy_fi_mv_diphone:festvox-suopuhe-mv; do
-  [ -d "/usr/share/festival/voices/${voice%%:*}" ] || missing+=("${voice##*:}")
-done
+[ -d /usr/share/festival/voices/english/kal_diphone ] || missing+=(festvox-kallpc16k)
+[ -d /usr/share/festival/voices/english/ked_diphone ] || missing+=(festvox-kdlpc16k)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} with apt-get ..."

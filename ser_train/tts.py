@@ -14,17 +14,10 @@ the controls the engine has:
 - flite: ``int_f0_target_mean`` / ``int_f0_target_stddev`` (Hz) and
   ``duration_stretch`` on the voices that honour them (kal, kal16, awb, slt;
   rms ignores the F0 targets, so it is not used);
-- festival: ``Duration_Stretch``, and the voice's own F0 targets scaled
-  before the waveform is made (level and range around their mean), for ten
-  diphone voices: American English kal and ked, and the Italian, Czech and
-  Finnish voices (two women, a boy and four men), which read the English
-  sentences with their own phonetics and intonation: more speakers, and
-  lower and higher voices, than the English ones alone. Many utterances per
-  festival process, one voice per process (starting festival costs more than
-  an utterance; the non-English voices set language state of their own). The
-  HTS voices (slt, ona), the very low Czech machac (festival aborts
-  below about 65 Hz) and the Russian clunits voice ignore F0 targets and
-  duration stretch, so they are not used.
+- festival: ``int_lr_params`` (target F0 mean and deviation) and
+  ``Duration_Stretch`` for the diphone voices kal and ked, many utterances per
+  festival process (starting festival costs more than an utterance). The HTS
+  voice (slt) ignores F0 targets, so it is not used.
 
 None of this is emotional speech: it is speech whose prosody was set by rule.
 Every clip is decoded and resampled to 16 kHz mono by the serving decoder
@@ -48,6 +41,8 @@ from ser_train.synth import EMOTIONS, PROFILES
 
 SAMPLE_RATE = 16_000
 ENGINES = ("espeak-ng", "flite", "festival")
+# The Debian packages that provide them (scripts/ensure_test_tools.sh installs these).
+PACKAGES = ("espeak-ng", "flite", "festival", "festvox-kallpc16k", "festvox-kdlpc16k")
 
 # Neutral sentences (no emotional words, so the label lives in the prosody only).
 # The first SENTENCE_SPLIT[0] are for training, the next for validation, the rest for test.
@@ -188,77 +183,51 @@ def _flite(job: Job, path: Path) -> None:
 
 
 # --- festival ------------------------------------------------------------------------------------------------
-# Voice -> the Debian package that provides it. Only kal and ked honour int_lr_params, but every diphone voice makes
-# its waveform from the Target relation's F0 points, so the prosody is applied there (checked with pyin: level,
-# range and duration move as asked on each of these voices). Not czech_machac: at 63 Hz (its sad) festival aborts.
-FESTIVAL_VOICES = {
-    "kal_diphone": "festvox-kallpc16k", "ked_diphone": "festvox-kdlpc16k",
-    "lp_diphone": "festvox-italp16k", "pc_diphone": "festvox-itapc16k",
-    "czech_dita": "festvox-czech-dita", "czech_krb": "festvox-czech-krb",
-    "czech_ph": "festvox-czech-ph", "suo_fi_lj_diphone": "festvox-suopuhe-lj", "hy_fi_mv_diphone": "festvox-suopuhe-mv",
-}
-# The Debian packages that provide the engines (scripts/ensure_test_tools.sh installs these).
-PACKAGES = ("espeak-ng", "flite", "festival", *FESTIVAL_VOICES.values())
-# utt.synth's steps for a text utterance, stopped before Wave_Synth so the F0 targets can be changed (calling
-# Wave_Synth a second time after utt.synth ends the festival process with no message).
-_FESTIVAL_STEPS = "(Initialize utt) (Text utt) (Token_POS utt) (Token utt) (POS utt) (Phrasify utt) (Word utt) " \
-                  "(Pauses utt) (Intonation utt) (PostLex utt) (Duration utt) (Int_Targets utt)"
-# Scheme: move the utterance's F0 targets in semitones, as the other engines' controls do: the level by `level` times,
-# the distance from their (geometric) mean by `spread` times; kept within 65..480 Hz, outside which the diphone
-# voices' pitch-synchronous synthesis aborts the process.
-_FESTIVAL_PROSODY = """(define (ser_clamp hz) (if (< hz 65) 65 (if (> hz 480) 480 hz)))
-(define (ser_prosody utt level spread)
-  (let ((tot 0) (n 0) (mean 0) (targets (utt.relation.items utt 'Target)))
-    (mapcar (lambda (x) (if (> (item.feat x "f0") 0)
-                            (begin (set! tot (+ tot (log (item.feat x "f0")))) (set! n (+ n 1)))))
-            targets)
-    (set! mean (/ tot (if (> n 0) n 1)))
-    (mapcar (lambda (x) (if (> (item.feat x "f0") 0)
-                            (item.set_feat x "f0"
-                              (ser_clamp (* level (exp (+ mean (* spread (- (log (item.feat x "f0")) mean)))))))))
-            targets)))
-"""
+FESTIVAL_VOICES = {"kal_diphone": (105.0, 14.0), "ked_diphone": (105.0, 15.0)}
 
 
 def _festival_script(jobs: list[Job], paths: list[Path]) -> str:
-    """One festival process's script: every job must have the same voice."""
-    if len({job.voice for job in jobs}) != 1:
-        raise ValueError("a festival batch speaks with one voice")
-    lines = [_FESTIVAL_PROSODY, f"(voice_{jobs[0].voice})"]
+    lines = []
     for job, path in zip(jobs, paths):
         p = job.prosody
+        mean, sd = FESTIVAL_VOICES[job.voice]
+        f0 = mean * p.pitch * job.speaker_pitch
         text = _sentence(job.text, p.ending).replace("\\", "").replace('"', "")
+        # The voice's own setup resets int_lr_params and Duration_Stretch, so they are set after it.
         lines += [
+            f"(voice_{job.voice})",
+            f"(set! int_lr_params '((target_f0_mean {f0:.1f}) (target_f0_std {sd * p.range * p.pitch * job.speaker_pitch:.1f})"
+            " (model_f0_mean 170) (model_f0_std 34)))",
             f"(Parameter.set 'Duration_Stretch {1 / (p.rate * job.speaker_rate):.3f})",
-            f'(set! utt (Utterance Text "{text}"))',
-            _FESTIVAL_STEPS,
-            f"(ser_prosody utt {p.pitch * job.speaker_pitch:.4f} {p.range:.4f})",
-            "(Wave_Synth utt)",
+            f'(set! utt (utt.synth (Utterance Text "{text}")))',
             f'(utt.save.wave utt "{path}" \'riff)',
         ]
     return "\n".join(lines) + "\n"
 
 
-def _festival_batch(jobs: list[Job], paths: list[Path], workdir: Path) -> None:
+def _festival_process(jobs: list[Job], paths: list[Path], workdir: Path) -> None:
     script = workdir / f"batch_{paths[0].stem}.scm"
     script.write_text(_festival_script(jobs, paths))
+    subprocess.run(["festival", "--batch", str(script)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.PIPE, timeout=60 + 5 * len(jobs))
+
+
+def _festival_batch(jobs: list[Job], paths: list[Path], workdir: Path) -> None:
+    """Many utterances in one festival process; if festival aborts, each clip again in a process of its own."""
     try:
-        subprocess.run(["festival", "--batch", str(script)], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, timeout=60 + 5 * len(jobs))
+        _festival_process(jobs, paths, workdir)
     except subprocess.CalledProcessError:
-        if len(jobs) == 1:
-            raise
         for job, path in zip(jobs, paths):
             _festival_alone(job, path, workdir)
 
 
 def _festival_alone(job: Job, path: Path, workdir: Path, attempts: int = 4) -> None:
-    """One clip in a process of its own. Festival aborts on a few very low, very slow utterances (kal's sad at the
-    lowest speaker pitch: heap corruption in its pitch-synchronous synthesis, with the voice's own intonation model
-    too), so such a clip is spoken a little higher, 10 % a try, and the change is said on stderr."""
+    """Festival aborts (heap corruption) on a few very low, very slow utterances (kal, sad, at the lowest speaker
+    pitch and rate, on one sentence in forty), so such a clip is spoken a little higher, 10 % a try, and the change is
+    said on stderr. None of ``make data``'s clips needs it."""
     for attempt in range(attempts):
         try:
-            _festival_batch([replace(job, speaker_pitch=job.speaker_pitch * 1.1**attempt)], [path], workdir)
+            _festival_process([replace(job, speaker_pitch=job.speaker_pitch * 1.1**attempt)], [path], workdir)
         except subprocess.CalledProcessError:
             continue
         if attempt:
@@ -301,11 +270,7 @@ def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple
         workdir = Path(tmp)
         paths = [workdir / f"{i:06d}.wav" for i in range(len(jobs))]
         if engine == "festival":
-            by_voice: dict[str, list[int]] = {}
-            for i, job in enumerate(jobs):
-                by_voice.setdefault(job.voice, []).append(i)
-            chunks = [([jobs[i] for i in idx[k : k + 50]], [paths[i] for i in idx[k : k + 50]])
-                      for idx in by_voice.values() for k in range(0, len(idx), 50)]
+            chunks = [(jobs[i : i + 50], paths[i : i + 50]) for i in range(0, len(jobs), 50)]
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(lambda c: _festival_batch(*c, workdir), chunks))
         else:

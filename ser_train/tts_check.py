@@ -57,7 +57,7 @@ VOICES = {
     "espeak-ng": ("en-us+m3", "en+f2", "en-gb-x-rp+m1", "en-us+f4", "en+Gene", "en-us+klatt", "en+linda",
                   "en-gb-scotland+m5"),
     "flite": tuple(tts.FLITE_VOICES),
-    "festival": ("kal_diphone", "ked_diphone"),  # the English voices: the check set is the same as before they came
+    "festival": tuple(tts.FESTIVAL_VOICES),
 }
 
 

@@ -109,24 +109,6 @@ def test_check_renders_every_engine_and_reports_each_model_per_engine(tts_engine
     assert str(tiny_checkpoint) in (tmp_path / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("voice", list(tts.FESTIVAL_VOICES))
-def test_every_festival_voice_speaks_angry_higher_and_faster_than_sad_and_surprise_wider_than_calm(voice, tts_engines):
-    # The non-English voices ignore int_lr_params: the prosody is set on each voice's own F0 targets instead.
-    jobs = [tts.Job(SENTENCE, tts.emotion_prosody(e), voice, 1.0, 1.0) for e in ("angry", "sad", "surprise", "calm")]
-    angry, sad, surprise, calm = tts.render("festival", jobs, np.random.default_rng(0))
-    (angry_f0, angry_s, _), (sad_f0, sad_s, _) = measure(angry), measure(sad)
-    assert angry_f0 > 1.3 * sad_f0 and angry_s < 0.7 * sad_s
-
-    def semitone_spread(x):
-        import librosa
-
-        f0, voiced, _ = librosa.pyin(x, fmin=50, fmax=600, sr=16_000, frame_length=1024)
-        semitones = 12 * np.log2(f0[voiced])
-        return float(np.percentile(semitones, 90) - np.percentile(semitones, 10))
-
-    assert semitone_spread(surprise) > 1.5 * semitone_spread(calm)
-
-
 def test_a_clip_festival_aborts_on_is_spoken_higher_alone_and_its_batch_neighbours_are_kept(tts_engines, monkeypatch,
                                                                                              capsys):
     import subprocess
@@ -134,7 +116,8 @@ def test_a_clip_festival_aborts_on_is_spoken_higher_alone_and_its_batch_neighbou
     import ser_train.tts as module
 
     doomed = tts.Job(SENTENCE, tts.emotion_prosody("neutral"), "kal_diphone", 0.8, 1.0)
-    level = "(ser_prosody utt 0.8000 "
+    mean_hz = tts.FESTIVAL_VOICES["kal_diphone"][0]
+    level = f"(target_f0_mean {mean_hz * 0.8:.1f})"
     real_run = subprocess.run
 
     def festival_that_aborts_at_that_level(command, *args, **kwargs):
@@ -149,3 +132,11 @@ def test_a_clip_festival_aborts_on_is_spoken_higher_alone_and_its_batch_neighbou
     assert len(first) == len(last) and np.corrcoef(first, last)[0, 1] > 0.99  # the same clip, other noise
     as_voiced = tts.render("festival", [replace(doomed, speaker_pitch=1.0)], np.random.default_rng(0))[0]
     assert measure(middle)[0] == pytest.approx(1.1 * 0.8 * measure(as_voiced)[0], rel=0.05)
+
+
+def test_the_utterance_festival_aborted_on_while_making_data_still_gives_its_clip(tts_engines):
+    # kal, sad, the lowest speaker pitch and rate: festival 2.5 ended with SIGABRT on this one, batch or alone.
+    sad = tts.Prosody(pitch=0.7334, range=0.3562, rate=0.5222, volume=0.2655, ending=".")
+    job = tts.Job("The recipe needs two eggs and some flour.", sad, "kal_diphone", 0.85, 0.9)
+    (clip,) = tts.render("festival", [job], np.random.default_rng(0))
+    assert 3.0 < len(clip) / 16_000 < 8.0 and np.abs(clip).max() > 0.1
