@@ -43,7 +43,8 @@ def serve_triton(args, model_dir: Path, sample: Path, sample_kind: str) -> int:
     except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"built {repository / 'ser'} ({'GPU' if gpu else 'CPU'} instances)", flush=True)
+    print(f"built {repository / 'ser'} and {repository / 'ser-timeline'} ({'GPU' if gpu else 'CPU'} instances)",
+          flush=True)
     triton = TritonServer(repository, workdir / "triton", http_port=args.triton_http_port,
                           grpc_port=args.triton_grpc_port, metrics_port=args.triton_metrics_port,
                           host=args.triton_host)
@@ -68,6 +69,7 @@ def serve_triton(args, model_dir: Path, sample: Path, sample_kind: str) -> int:
         print(f"  {sys.executable} -c \"from ser_serve.clients.triton import TritonClient; "
               f"print(TritonClient('{triton.grpc_target}', 'grpc').predict(open('{sample}', 'rb').read())[0])\"\n")
         print(f"The card's API and a page to try it: {gateway_url}/  (curl -F file=@{sample} {gateway_url}/predict)")
+        print(f"Long recordings: {triton.http_url}/v2/models/ser-timeline/infer, or {gateway_url}/timeline")
         print("Press Ctrl-C (or send SIGTERM) to drain and stop.", flush=True)
 
     print(f"starting Triton (log: {triton.log_file}) ...", flush=True)

@@ -180,7 +180,7 @@ def run(args) -> dict:
 def served_by_triton(checkpoint: Path, workdir: Path, clips, args) -> dict:
     """The closed-loop stages against a Triton serving ``checkpoint`` with the shipped model-config."""
     payloads = [(c.data, c.seconds) for c in clips]
-    triton = start_triton(checkpoint, workdir)
+    triton = start_triton(checkpoint, workdir, timeline=False)  # clips only, as the TorchServe rows
     try:
         triton.wait_ready(timeout=300)
         url = f"{triton.http_url}/v2/models/ser/infer"
@@ -221,7 +221,7 @@ def engine_overhead(tiny: Path, clips, workdir: Path, args, log) -> dict:
         result["torchserve_p50_ms"] = served.summary()["p50_ms"]
     finally:
         torchserve.stop()
-    triton = start_triton(tiny, workdir / "triton")
+    triton = start_triton(tiny, workdir / "triton", timeline=False)
     try:
         triton.wait_ready(timeout=300)
         url = f"{triton.http_url}/v2/models/ser/infer"

@@ -3,7 +3,9 @@
 The model takes one encoded audio file per request in the BYTES input
 ``AUDIO`` and answers ``RESULT`` (the JSON answer, as TorchServe's) and
 ``PROBABILITIES`` (FP32, in id2label order). A bad request fails alone with
-the project's JSON error body as Triton's error message.
+the project's JSON error body as Triton's error message. ``ser-timeline``
+takes a long recording the same way and answers ``RESULT`` (the timeline),
+with the channel mode in the request parameter ``channels``.
 
 Plain HTTP uses the KServe v2 protocol's binary-data extension: a JSON
 header, then the file's bytes prefixed by their 4-byte little-endian length,
@@ -17,27 +19,40 @@ import json
 import struct
 
 MODEL = "ser"
+TIMELINE_MODEL = "ser-timeline"  # long recordings: RESULT only, the channel mode in the request parameter "channels"
 AUDIO, RESULT, PROBABILITIES = "AUDIO", "RESULT", "PROBABILITIES"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
 
-def v2_request(data: bytes) -> tuple[bytes, dict[str, str]]:
-    """Body and headers of a v2 REST inference request carrying ``data`` as the binary AUDIO element."""
-    header = json.dumps({
+def v2_request(data: bytes, model: str = MODEL, parameters: dict | None = None,
+               request_id: str | None = None) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of a v2 REST inference request carrying ``data`` as the binary AUDIO element.
+
+    ``model`` decides the outputs asked for (``ser-timeline`` has RESULT only); ``parameters`` are the request's
+    (``{"channels": "separate"}`` for a timeline); ``request_id`` is Triton's request id (its logs, the timeline's).
+    """
+    outputs = (RESULT,) if model == TIMELINE_MODEL else (RESULT, PROBABILITIES)
+    header = {
         "inputs": [{"name": AUDIO, "shape": [1, 1], "datatype": "BYTES",
                     "parameters": {"binary_data_size": 4 + len(data)}}],
         # Answers as JSON (not binary): readable with curl, and RESULT is JSON text anyway.
-        "outputs": [{"name": RESULT, "parameters": {"binary_data": False}},
-                    {"name": PROBABILITIES, "parameters": {"binary_data": False}}],
-    }, separators=(",", ":")).encode()
-    body = header + struct.pack("<I", len(data)) + data
-    return body, {HEADER_LENGTH: str(len(header)), "Content-Type": "application/octet-stream"}
+        "outputs": [{"name": name, "parameters": {"binary_data": False}} for name in outputs],
+    }
+    if parameters:
+        header["parameters"] = parameters
+    if request_id:
+        header["id"] = request_id
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    body = encoded + struct.pack("<I", len(data)) + data
+    return body, {HEADER_LENGTH: str(len(encoded)), "Content-Type": "application/octet-stream"}
 
 
 def v2_answer(body: bytes) -> tuple[dict, list[float]]:
-    """(the JSON answer, the probabilities) from a successful v2 REST response made by :func:`v2_request`."""
+    """(the JSON answer, the probabilities) from a successful v2 REST response made by :func:`v2_request`; a
+    timeline has no probabilities (an empty list)."""
     outputs = {output["name"]: output for output in json.loads(body)["outputs"]}
-    return json.loads(outputs[RESULT]["data"][0]), [float(p) for p in outputs[PROBABILITIES]["data"]]
+    probabilities = outputs.get(PROBABILITIES, {"data": []})["data"]
+    return json.loads(outputs[RESULT]["data"][0]), [float(p) for p in probabilities]
 
 
 def error_body(message: str) -> dict:
@@ -78,18 +93,27 @@ class TritonClient:
 
     def predict(self, data: bytes) -> tuple[dict, list[float]]:
         """(the JSON answer, the probabilities in id2label order); raises :class:`TritonError` for an error answer."""
+        result = self._infer(self.model, data, [RESULT, PROBABILITIES])
+        answer = json.loads(result.as_numpy(RESULT).reshape(-1)[0])
+        return answer, [float(p) for p in result.as_numpy(PROBABILITIES).reshape(-1)]
+
+    def timeline(self, data: bytes, channels: str = "mix") -> dict:
+        """The emotion timeline of a long recording from ``ser-timeline`` ("mix" or "separate" channels)."""
+        result = self._infer(TIMELINE_MODEL, data, [RESULT], {"channels": channels})
+        return json.loads(result.as_numpy(RESULT).reshape(-1)[0])
+
+    def _infer(self, model: str, data: bytes, outputs: list[str], parameters: dict | None = None):
         import numpy as np
         from tritonclient.utils import InferenceServerException
 
         audio = self.module.InferInput(AUDIO, [1, 1], "BYTES")
         audio.set_data_from_numpy(np.array([[data]], dtype=np.object_))
+        requested = [self.module.InferRequestedOutput(name) for name in outputs]
         options = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
         try:
-            result = self.client.infer(self.model, [audio], **options)
+            return self.client.infer(model, [audio], outputs=requested, parameters=parameters, **options)
         except InferenceServerException as exc:
             raise TritonError(str(exc.status()), error_body(exc.message())) from None
-        answer = json.loads(result.as_numpy(RESULT).reshape(-1)[0])
-        return answer, [float(p) for p in result.as_numpy(PROBABILITIES).reshape(-1)]
 
     def close(self) -> None:
         self.client.close()

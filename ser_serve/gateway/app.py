@@ -285,10 +285,10 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
             else:  # the gateway has let the client in (its token, or the card's open /predict on a laptop)
                 headers.update(engine.engine_auth())
             if engine.protocol == "triton":
-                return await classify_on_triton(model, body, headers, request_id)
+                return await classify_on_triton(model, body, headers, request_id, channels)
             try:
                 answer = await client.put(f"{engine.predictions_url}/predictions/{model}", content=body, headers=headers,
-                                          timeout=max(timeout_s, LONG_TIMEOUT_S) if long_recording else timeout_s)
+                                          timeout=engine_timeout(long_recording))
             except httpx.TransportError:
                 return error(503, "unavailable", "The model server is not reachable; retry later.", request_id,
                              {"Retry-After": "1"})
@@ -299,15 +299,22 @@ def create_app(engine: Engine, auth: Auth, drain: DrainState, max_body_bytes: in
         finally:
             limiter.leave(who)
 
-    async def classify_on_triton(model: str, audio: bytes, headers: dict, request_id: str) -> Response:
-        """One v2 inference request; the answer is the model's RESULT, an error keeps the model's code."""
-        if model in LONG_RECORDING_MODELS:
-            return error(404, "not_found", "The Triton engine serves single clips (model 'ser'); timelines are "
-                         "served by the TorchServe engine.", request_id)
-        body, v2_headers = v2_request(audio)
+    def engine_timeout(long_recording: bool) -> float:
+        """How long to wait for the engine: a timeline of a long recording takes minutes."""
+        return max(timeout_s, LONG_TIMEOUT_S) if long_recording else timeout_s
+
+    async def classify_on_triton(model: str, audio: bytes, headers: dict, request_id: str,
+                                 channels: str | None) -> Response:
+        """One v2 inference request; the answer is the model's RESULT, an error keeps the model's code.
+
+        A timeline's channel mode travels as the request parameter ``channels`` (Triton passes no headers on)."""
+        long_recording = model in LONG_RECORDING_MODELS
+        body, v2_headers = v2_request(audio, model, {"channels": channels} if long_recording and channels else None,
+                                      request_id)
         try:
             answer = await client.post(f"{engine.predictions_url}/v2/models/{model}/infer", content=body,
-                                       headers={**headers, **v2_headers})
+                                       headers={**headers, **v2_headers},
+                                       timeout=engine_timeout(long_recording))
         except httpx.TransportError:
             return error(503, "unavailable", "The model server is not reachable; retry later.", request_id,
                          {"Retry-After": "1"})

@@ -167,3 +167,70 @@ def test_precision_option_and_bad_inputs_are_checked_before_anything_is_written(
     with pytest.raises(InvalidCheckpoint):
         build_repository(tmp_path, tmp_path / "bad")
     assert not (tmp_path / "bad" / "ser").exists()
+
+
+class FakeRequest(dict):
+    """A request of the backend: its input tensors, its parameters (JSON text) and its id."""
+
+    def __init__(self, tensors, parameters="{}", request_id=""):
+        super().__init__(tensors)
+        self._parameters, self._id = parameters, request_id
+
+    def parameters(self):
+        return self._parameters
+
+    def request_id(self):
+        return self._id
+
+
+def two_speaker_call(rate=8_000):
+    """Left speaks 1-4 s, right 6-8 s, faint noise elsewhere (10 s of stereo)."""
+    call = np.random.default_rng(0).normal(0, 1e-3, (10 * rate, 2)).astype(np.float32)
+    call[1 * rate:4 * rate, 0] += voice(3.0, rate, seed=1)
+    call[6 * rate:8 * rate, 1] += voice(2.0, rate, seed=2)
+    return encode(call, rate, "wav")
+
+
+def test_the_timeline_model_answers_each_recording_like_the_classifier_and_fails_only_the_bad_one(repository,
+                                                                                                   pb_utils):
+    model = adapter.TimelinePythonModel()
+    model.initialize({"model_repository": str(repository / "ser-timeline"), "model_version": "1",
+                      "model_name": "ser-timeline", "model_instance_kind": "CPU", "model_instance_device_id": "0"})
+    call = two_speaker_call()
+    separate, mixed, garbage, bad_mode = model.execute([
+        FakeRequest(request(call), json.dumps({"channels": "separate"}), "call-1"),
+        FakeRequest(request(call)),
+        FakeRequest(request(b"garbage")),
+        FakeRequest(request(call), json.dumps({"channels": "left"})),
+    ])
+    expected = model.classifier.timeline(call, "separate")
+    assert json.loads(separate.tensors["RESULT"][0, 0]) == json.loads(json.dumps(expected))
+    assert set(separate.tensors) == {"RESULT"} and {s["channel"] for s in expected["segments"]} == {0, 1}
+    assert json.loads(mixed.tensors["RESULT"][0, 0])["channels"] == 1  # "mix" when no parameter says otherwise
+    assert json.loads(garbage.error.message)["error"]["code"] == "unsupported_media_type"
+    assert bad_mode.error.code == "INVALID_ARG" and "channels must be one of" in bad_mode.error.message
+    counters = {name: metric.value for name, metric in model.metrics._counters.items()}
+    assert counters["decoded"] == 2 and counters["audio"] == 20.0
+
+
+@pytest.mark.parametrize("parameters, mode", [(None, "mix"), ("{}", "mix"), ('{"channels": "separate"}', "separate"),
+                                              ('{"channels": "MIX"}', "mix"), ("not json", "mix")])
+def test_the_channel_mode_comes_from_the_request_parameters(parameters, mode):
+    assert adapter.request_channels(parameters) == mode
+
+
+def test_the_repository_holds_a_timeline_model_of_one_recording_at_a_time(repository):
+    model = repository / "ser-timeline"
+    config = (model / "config.pbtxt").read_text()
+    assert 'name: "ser-timeline"' in config and "max_batch_size: 1" in config and "PROBABILITIES" not in config
+    assert "max_queue_size: 4" in config
+    assert "TimelinePythonModel as TritonPythonModel" in (model / "1" / "model.py").read_text()
+    assert (model / "checkpoint" / "config.json").read_bytes() == (repository / "ser" / "checkpoint" / "config.json").read_bytes()
+    assert (model / "model-config.yaml").read_text() == (repository / "ser" / "model-config.yaml").read_text()
+
+
+def test_a_repository_built_without_the_timeline_has_no_stale_timeline_model(tiny_checkpoint, tmp_path):
+    repository = build_repository(tiny_checkpoint, tmp_path / "r")
+    assert (repository / "ser-timeline").is_dir()
+    build_repository(tiny_checkpoint, repository, timeline=False)
+    assert (repository / "ser").is_dir() and not (repository / "ser-timeline").exists()

@@ -132,8 +132,10 @@ def test_one_bad_request_in_a_batch_never_fails_its_neighbours(triton, classifie
     assert requests_in_them == len(payloads) and executions < len(payloads)
     # ...and the model process decoded them in its two decode processes.
     stubs = [p for p in psutil.Process(triton.process.pid).children(recursive=True) if p.name().startswith("triton_python")]
+    (ser_stub,) = [p for p in stubs if any(arg.endswith("/ser/1/model.py") for arg in p.cmdline())]
     decoders = [child for stub in stubs for child in stub.children() if "spawn_main" in " ".join(child.cmdline())]
-    assert len(stubs) == 1 and len(decoders) == 2, [p.cmdline() for p in stubs]
+    # Both decoders are ser's: the idle ser-timeline model starts none (a timeline decodes as it streams).
+    assert len(stubs) == 2 and len(decoders) == 2 and {d.ppid() for d in decoders} == {ser_stub.pid}
 
 
 def _batches(triton):
@@ -141,7 +143,7 @@ def _batches(triton):
     text = requests.get(triton.metrics_url, timeout=10).text
     values = []
     for name in ("ser_batches_total", "ser_batch_requests_total"):
-        found = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M)
+        found = re.search(rf'^{name}\{{model="ser"\}} (\S+)$', text, re.M)  # not ser-timeline's
         values.append(float(found.group(1)) if found else 0.0)
     return values
 
@@ -175,10 +177,41 @@ def test_the_gateway_in_front_of_triton_answers_like_in_front_of_torchserve(trit
             # Triton itself can only say 400; the gateway gives back the status of the error's code.
             assert via_triton.status_code == direct.status_code in (413, 415), via_triton.text
             assert via_triton.json()["error"]["code"] == direct.json()["error"]["code"]
-        timeline = requests.post(f"{url}/timeline", data=clip, headers={"Content-Type": "audio/flac"}, timeout=60)
-        assert timeline.status_code == 404 and timeline.json()["error"]["code"] == "not_found"
+        call = two_speaker_call()
+        timeline = requests.post(f"{url}/timeline", files={"file": ("call.wav", call)}, data={"channels": "separate"},
+                                 timeout=120)
+        assert timeline.status_code == 200, timeline.text
+        assert timeline.json() == json.loads(json.dumps(classifier.timeline(call, "separate")))
+        refused = requests.post(f"{url}/timeline", data=call, headers={"X-Channels": "left"}, timeout=60)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_parameter"
     finally:
         kill_with_its_server(process)
+
+
+def two_speaker_call(rate=8_000):
+    """Left speaks 1-4 s, right 6-8 s, faint noise elsewhere (10 s of stereo telephony, mu-law)."""
+    call = np.random.default_rng(0).normal(0, 1e-3, (10 * rate, 2)).astype(np.float32)
+    call[1 * rate:4 * rate, 0] += voice(3.0, rate, seed=1)
+    call[6 * rate:8 * rate, 1] += voice(2.0, rate, seed=2)
+    return encode(call, rate, "wav-ulaw")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_the_timeline_model_answers_like_torchserve_and_the_in_process_classifier(triton, server, classifier,
+                                                                                   protocol):
+    call = two_speaker_call()
+    server.wait_ready(timeout=120, model="ser-timeline")
+    with client(triton, protocol) as triton_client:
+        for channels in ("mix", "separate"):
+            expected = json.loads(json.dumps(classifier.timeline(call, channels)))
+            assert triton_client.timeline(call, channels) == expected
+            on_torchserve = requests.put(f"{server.inference_url}/predictions/ser-timeline", data=call, timeout=120,
+                                         headers={**server.auth_headers(), "X-Channels": channels})
+            assert on_torchserve.status_code == 200 and on_torchserve.json() == expected
+        assert {s["channel"] for s in expected["segments"]} == {0, 1}
+        with pytest.raises(TritonError) as refused:
+            triton_client.timeline(b"garbage")
+        assert refused.value.body["error"]["code"] == "unsupported_media_type"
 
 
 def test_health_metadata_metrics_and_no_model_control(triton):
@@ -188,6 +221,8 @@ def test_health_metadata_metrics_and_no_model_control(triton):
     metadata = requests.get(f"{url}/v2/models/ser", timeout=5).json()
     assert [i["name"] for i in metadata["inputs"]] == ["AUDIO"]
     assert [o["name"] for o in metadata["outputs"]] == ["RESULT", "PROBABILITIES"]
+    timeline = requests.get(f"{url}/v2/models/ser-timeline", timeout=5).json()
+    assert [i["name"] for i in timeline["inputs"]] == ["AUDIO"] and [o["name"] for o in timeline["outputs"]] == ["RESULT"]
     # The model-control API is off: nothing can be unloaded or loaded.
     assert requests.post(f"{url}/v2/repository/models/ser/unload", timeout=5).status_code >= 400
     assert requests.get(f"{url}/v2/models/ser/ready", timeout=5).status_code == 200
@@ -235,9 +270,10 @@ def test_serve_engine_triton_restarts_a_crashed_model_process_and_stops_on_sigte
 
         # Kill the model process: Triton alone would keep answering 500 "Stub process is not healthy".
         stubs = [p for p in psutil.Process(serve.pid).children(recursive=True) if p.name().startswith("triton_python")]
-        assert len(stubs) == 1
+        assert len(stubs) == 2  # ser and ser-timeline
+        (ser_stub,) = [p for p in stubs if any(arg.endswith("/ser/1/model.py") for arg in p.cmdline())]
         regions = _shm_regions(stubs)
-        stubs[0].kill()
+        ser_stub.kill()
         deadline, answered = time.monotonic() + 180, None
         while time.monotonic() < deadline:
             try:
@@ -248,7 +284,7 @@ def test_serve_engine_triton_restarts_a_crashed_model_process_and_stops_on_sigte
                 time.sleep(1)
         assert answered is not None, "Triton was not restarted"
         new_stubs = [p for p in psutil.Process(serve.pid).children(recursive=True) if p.name().startswith("triton_python")]
-        assert [p.pid for p in new_stubs] != [stubs[0].pid]
+        assert len(new_stubs) == 2 and ser_stub.pid not in [p.pid for p in new_stubs]
         regions += _shm_regions(new_stubs)
         assert requests.get(f"{gateway}/readyz", timeout=5).status_code == 200
 

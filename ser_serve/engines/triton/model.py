@@ -13,12 +13,18 @@ code gives the HTTP status / gRPC code (400 INVALID_ARG for client errors,
 Outputs per request: ``RESULT`` (BYTES, the JSON answer) and
 ``PROBABILITIES`` (FP32, one score per label in ``id2label`` order, the
 order of the repository's labels.txt).
+
+The ``ser-timeline`` model (:class:`TimelinePythonModel`) takes a long
+recording the same way, one per request, and answers ``RESULT`` only: the
+timeline of ``EmotionClassifier.timeline``, its channel mode ("mix" or
+"separate") from the request parameter ``channels``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +32,13 @@ import yaml
 
 from ser_serve.errors import InvalidParameter, SerError, UnsupportedMediaType, error_response
 from ser_serve.settings import settings_from_model_yaml
+from ser_serve.timeline import channel_mode
 from ser_serve.worker import answer_uploads, decode_pool, start_classifier
 
 # Names of the model's tensors (config.pbtxt is written from these in repository.py).
 AUDIO, RESULT, PROBABILITIES = "AUDIO", "RESULT", "PROBABILITIES"
+# The ser-timeline model's request parameter (KServe v2 "parameters") naming the channel mode.
+CHANNELS_PARAMETER = "channels"
 CHECKPOINT_SUBDIR = "checkpoint"
 MODEL_CONFIG = "model-config.yaml"
 
@@ -70,8 +79,20 @@ def probabilities(answer: dict, labels: list[str]) -> np.ndarray:
     return np.array([[scores[label] for label in labels]], dtype=np.float32)
 
 
+def request_channels(parameters: str | None) -> str:
+    """The channel mode a request's parameters (Triton hands them over as JSON text) ask for; "mix" by default."""
+    try:
+        values = json.loads(parameters or "{}")
+    except ValueError:
+        values = {}
+    value = values.get(CHANNELS_PARAMETER) if isinstance(values, dict) else None
+    return channel_mode(None if value is None else str(value))
+
+
 class TritonPythonModel:
     """The ``ser`` model of a repository built by ser_serve.engines.triton.repository."""
+
+    timeline = False  # the ser-timeline model's subclass says True: its classifier gets the voice detector
 
     def initialize(self, args: dict) -> None:
         import triton_python_backend_utils as pb_utils  # provided by Triton's Python-backend stub
@@ -82,10 +103,11 @@ class TritonPythonModel:
         source = model_dir / MODEL_CONFIG
         settings = settings_from_model_yaml(yaml.safe_load(source.read_text()), str(source))
         gpu_id = int(args["model_instance_device_id"]) if args.get("model_instance_kind") == "GPU" else None
-        self.classifier = start_classifier(model_dir / CHECKPOINT_SUBDIR, settings, gpu_id, model_dir)
+        self.classifier = start_classifier(model_dir / CHECKPOINT_SUBDIR, settings, gpu_id, model_dir, self.timeline)
         self.decoder = decode_pool(self.classifier, settings, gpu_id)
         self.labels = self.classifier.labels
-        self.metrics = _Metrics(pb_utils, args.get("model_name", "ser"), self.classifier.model.precision_choice)
+        self.name = args.get("model_name", "ser")
+        self.metrics = _Metrics(pb_utils, self.name, self.classifier.model.precision_choice)
 
     def execute(self, requests):
         pb_utils = self.pb_utils
@@ -100,18 +122,50 @@ class TritonPythonModel:
     def _response(self, answer):
         pb_utils = self.pb_utils
         if isinstance(answer, Exception):
-            status, message = error_message(answer)
-            self.metrics.rejected(json.loads(message)["error"]["code"])
-            code = getattr(pb_utils.TritonError, error_code(status))
-            return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+            return self._error(answer)
         result = np.array([[json.dumps(answer).encode()]], dtype=np.object_)
         return pb_utils.InferenceResponse([
             pb_utils.Tensor(RESULT, result), pb_utils.Tensor(PROBABILITIES, probabilities(answer, self.labels)),
         ])
 
+    def _error(self, exc: Exception):
+        pb_utils = self.pb_utils
+        status, message = error_message(exc)
+        self.metrics.rejected(json.loads(message)["error"]["code"])
+        code = getattr(pb_utils.TritonError, error_code(status))
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+
     def finalize(self) -> None:
         self.decoder.close()
-        logger.info("ser model unloaded")
+        logger.info("%s model unloaded", self.name)
+
+
+class TimelinePythonModel(TritonPythonModel):
+    """The ``ser-timeline`` model: one long recording per request, analysed in windows the core batches itself."""
+
+    timeline = True
+
+    def execute(self, requests):
+        pb_utils = self.pb_utils
+        self.metrics.batch(len(requests))
+        responses = []
+        for request in requests:  # one at a time (max_batch_size 1); a bad one never fails another
+            started = time.perf_counter()
+            tensor = pb_utils.get_input_tensor_by_name(request, AUDIO)
+            upload = request_upload(None if tensor is None else tensor.as_numpy())
+            try:
+                if isinstance(upload, Exception):
+                    raise upload
+                answer = self.classifier.timeline(upload, request_channels(request.parameters()),
+                                                  request=request.request_id())
+            except Exception as exc:
+                responses.append(self._error(exc))
+                continue
+            # Decoding and analysis are one streamed pass for a timeline: the time covers both (as on TorchServe).
+            self.metrics.decoded((time.perf_counter() - started) * 1000, answer["duration"])
+            result = np.array([[json.dumps(answer).encode()]], dtype=np.object_)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(RESULT, result)]))
+        return responses
 
 
 class _Metrics:

@@ -238,11 +238,13 @@ class TritonServer:
 
 
 def start_on_free_ports(checkpoint: str | Path, workdir: str | Path, model_config_overrides: dict | None = None,
-                        precision: str | None = None) -> TritonServer:
+                        precision: str | None = None, timeline: bool = True) -> TritonServer:
     """Build a repository for ``checkpoint`` in ``workdir`` and start a Triton for it on free loopback ports.
 
     ``model_config_overrides`` change top-level keys of the default
-    model-config.yaml. Returns the started server (call ``wait_ready``).
+    model-config.yaml; with ``timeline`` the repository holds ``ser-timeline``
+    too, as ``ser-serve serve --engine triton`` builds it. Returns the started
+    server (call ``wait_ready``).
     """
     import yaml
 
@@ -254,6 +256,7 @@ def start_on_free_ports(checkpoint: str | Path, workdir: str | Path, model_confi
     model_config = workdir / "model-config.yaml"
     values = {**yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text()), **(model_config_overrides or {})}
     model_config.write_text(yaml.safe_dump(values))
-    repository = build_repository(checkpoint, workdir / "repository", model_config, precision=precision)
+    repository = build_repository(checkpoint, workdir / "repository", model_config, precision=precision,
+                                  timeline=timeline)
     return TritonServer(repository, workdir / "work", http_port=free_port(), grpc_port=free_port(),
                         metrics_port=free_port()).start()
