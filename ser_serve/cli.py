@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from ser_serve.names import TIMELINE_MODEL
 from ser_serve.workspace import BUILD_DIR, DEMO_MODEL_DIR, MODEL_STORE, TINY_MODEL_DIR, WORKDIR, default_model_dir
 
 # The server's settings shipped with the package (loopback, tokens on, management off).
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--model-dir", type=Path)
     where.add_argument("--url", help="inference address, e.g. http://127.0.0.1:8080")
     where.add_argument("--grpc", metavar="HOST:PORT", help="gRPC inference address, e.g. 127.0.0.1:7070")
-    p.add_argument("--model", default="ser-timeline", help="model name on the server")
+    p.add_argument("--model", default=TIMELINE_MODEL, help="model name on the server")
     p.add_argument("--channels", choices=["mix", "separate"], default="mix",
                    help="mix: one lane, the mean of all channels (default); separate: one lane per channel (a stereo call)")
     p.add_argument("--plot", type=Path, help="also draw the timeline to this PNG (needs the 'bench' extra: matplotlib)")

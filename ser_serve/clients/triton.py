@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import struct
 
-MODEL = "ser"
-TIMELINE_MODEL = "ser-timeline"  # long recordings: RESULT only, the channel mode in the request parameter "channels"
+from ser_serve.names import MODEL, TIMELINE_MODEL
+
 AUDIO, RESULT, PROBABILITIES = "AUDIO", "RESULT", "PROBABILITIES"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 

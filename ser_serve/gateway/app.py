@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from ser_serve.clients.triton import error_body, v2_answer, v2_request
 from ser_serve.errors import status_of
+from ser_serve.names import TIMELINE_MODEL
 from ser_serve.timeline import CHANNELS_FIELD, CHANNELS_HEADER
 
 logger = logging.getLogger("ser_serve.gateway")
@@ -38,7 +39,7 @@ REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 FORM_OR_TEXT = ("application/x-www-form-urlencoded", "text/", "application/json")
 # Models that take long recordings: a larger body limit (the engine's
 # max_request_size) and a longer wait for the answer than single clips.
-LONG_RECORDING_MODELS = {"ser-timeline"}
+LONG_RECORDING_MODELS = {TIMELINE_MODEL}
 LONG_BODY_BYTES = 136 * 1024 * 1024
 LONG_TIMEOUT_S = 3600.0
 # The timeline's channel mode, passed to the engine as this header whether the
@@ -62,7 +63,7 @@ class Engine:
     local: Callable[[bytes], dict] | None = None  # in-process prediction (the card's small deployments)
     local_timeline: Callable[[bytes, str], dict] | None = None  # in-process timeline: (audio, channel mode)
     card_model: str = "ser"                 # the model POST /predict answers with
-    timeline_model: str = "ser-timeline"    # the model POST /timeline answers with
+    timeline_model: str = TIMELINE_MODEL    # the model POST /timeline answers with
     # "torchserve": PUT {predictions_url}/predictions/{model}; "triton": the v2 protocol at predictions_url
     # (/v2/models/{model}/infer), which serves single clips only.
     protocol: str = "torchserve"

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from ser_serve.model.checkpoint import validate_checkpoint
+from ser_serve.names import TIMELINE_MODEL
 from ser_serve.packaging import (DEFAULT_MODEL_CONFIG, copy_checkpoint, copy_runtime, load_model_config,
                                  runtime_requirements, with_precision)
 
@@ -31,7 +32,6 @@ TIMELINE_ENTRY_SOURCE = '''"""TorchServe entry point of this timeline archive; t
 
 from ser_serve.engines.torchserve.handler import handle_timeline as handle  # noqa: F401
 '''
-TIMELINE_MODEL = "ser-timeline"
 # Top-level model-config.yaml keys the timeline archive sets over the clip
 # model's; its `ser:` section (limits, vad, timeline) is the same file's.
 TIMELINE_OVERRIDES = {

@@ -29,11 +29,10 @@ import yaml
 
 from ser_serve.engines.triton.model import AUDIO, CHECKPOINT_SUBDIR, MODEL_CONFIG, PROBABILITIES, RESULT
 from ser_serve.model.checkpoint import labels_from_config, validate_checkpoint
+from ser_serve.names import MODEL, TIMELINE_MODEL
 from ser_serve.packaging import (DEFAULT_MODEL_CONFIG, copy_checkpoint, copy_runtime, load_model_config,
                                  runtime_requirements, with_precision)
 
-MODEL_NAME = "ser"
-TIMELINE_MODEL_NAME = "ser-timeline"
 ADAPTER_FILES = ("engines/triton/__init__.py", "engines/triton/model.py")
 ENTRY_SOURCE = '''"""Triton entry point of this model; the adapter is ser_serve.engines.triton.model."""
 
@@ -85,7 +84,7 @@ def build_repository(
     repository: str | Path,
     model_config: str | Path = DEFAULT_MODEL_CONFIG,
     precision: str | None = None,
-    name: str = MODEL_NAME,
+    name: str = MODEL,
     gpu: bool = False,
     timeline: bool = True,
 ) -> Path:
@@ -106,9 +105,9 @@ def build_repository(
     repository.mkdir(parents=True, exist_ok=True)
     _write_model(repository, name, checkpoint_dir, values, labels, gpu, timeline=False)
     if timeline:
-        _write_model(repository, TIMELINE_MODEL_NAME, checkpoint_dir, values, labels, gpu, timeline=True)
+        _write_model(repository, TIMELINE_MODEL, checkpoint_dir, values, labels, gpu, timeline=True)
     else:
-        shutil.rmtree(repository / TIMELINE_MODEL_NAME, ignore_errors=True)  # a repository serves what it was asked
+        shutil.rmtree(repository / TIMELINE_MODEL, ignore_errors=True)  # a repository serves what it was asked
     return repository
 
 
