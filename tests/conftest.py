@@ -52,6 +52,19 @@ def stock_reference(checkpoint, audio_16k) -> dict:
     return {model.config.id2label[i]: float(s) for i, s in enumerate(scores)}
 
 
+def two_speaker_call(fmt: str = "wav", rate: int = 8_000) -> bytes:
+    """A 10 s stereo call encoded as ``fmt``: left speaks 1-4 s, right 6-8 s, faint noise elsewhere."""
+    import numpy as np
+
+    from ser_serve.model.calibration import voice
+    from ser_tools.encode import encode
+
+    call = np.random.default_rng(0).normal(0, 1e-3, (10 * rate, 2)).astype(np.float32)
+    call[1 * rate:4 * rate, 0] += voice(3.0, rate, seed=1)
+    call[6 * rate:8 * rate, 1] += voice(2.0, rate, seed=2)
+    return encode(call, rate, fmt)
+
+
 def start_server(tmp_path, checkpoint, model_config_overrides=None, properties=None):
     """A started TorchServe for ``checkpoint`` on free loopback ports (see start_on_free_ports)."""
     from ser_serve.engines.torchserve.server import start_on_free_ports

@@ -65,7 +65,7 @@ class Engine:
     card_model: str = "ser"                 # the model POST /predict answers with
     timeline_model: str = TIMELINE_MODEL    # the model POST /timeline answers with
     # "torchserve": PUT {predictions_url}/predictions/{model}; "triton": the v2 protocol at predictions_url
-    # (/v2/models/{model}/infer), which serves single clips only.
+    # (/v2/models/{model}/infer), clips and timelines alike.
     protocol: str = "torchserve"
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import two_speaker_call
 from ser_serve.engines.triton import model as adapter
 from ser_serve.engines.triton.repository import build_repository, config_pbtxt
 from ser_serve.errors import InvalidCheckpoint, InvalidSettings
@@ -181,14 +182,6 @@ class FakeRequest(dict):
 
     def request_id(self):
         return self._id
-
-
-def two_speaker_call(rate=8_000):
-    """Left speaks 1-4 s, right 6-8 s, faint noise elsewhere (10 s of stereo)."""
-    call = np.random.default_rng(0).normal(0, 1e-3, (10 * rate, 2)).astype(np.float32)
-    call[1 * rate:4 * rate, 0] += voice(3.0, rate, seed=1)
-    call[6 * rate:8 * rate, 1] += voice(2.0, rate, seed=2)
-    return encode(call, rate, "wav")
 
 
 def test_the_timeline_model_answers_each_recording_like_the_classifier_and_fails_only_the_bad_one(repository,

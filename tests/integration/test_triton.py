@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import kill_with_its_server, output_until_ready
+from conftest import kill_with_its_server, output_until_ready, two_speaker_call
 from corpus import bad_cases, good_cases
 from ser_serve.clients.probes import wait_until_ready
 from ser_serve.clients.triton import TritonClient, TritonError, v2_answer, v2_request
@@ -177,7 +177,7 @@ def test_the_gateway_in_front_of_triton_answers_like_in_front_of_torchserve(trit
             # Triton itself can only say 400; the gateway gives back the status of the error's code.
             assert via_triton.status_code == direct.status_code in (413, 415), via_triton.text
             assert via_triton.json()["error"]["code"] == direct.json()["error"]["code"]
-        call = two_speaker_call()
+        call = two_speaker_call("wav-ulaw")
         timeline = requests.post(f"{url}/timeline", files={"file": ("call.wav", call)}, data={"channels": "separate"},
                                  timeout=120)
         assert timeline.status_code == 200, timeline.text
@@ -188,18 +188,10 @@ def test_the_gateway_in_front_of_triton_answers_like_in_front_of_torchserve(trit
         kill_with_its_server(process)
 
 
-def two_speaker_call(rate=8_000):
-    """Left speaks 1-4 s, right 6-8 s, faint noise elsewhere (10 s of stereo telephony, mu-law)."""
-    call = np.random.default_rng(0).normal(0, 1e-3, (10 * rate, 2)).astype(np.float32)
-    call[1 * rate:4 * rate, 0] += voice(3.0, rate, seed=1)
-    call[6 * rate:8 * rate, 1] += voice(2.0, rate, seed=2)
-    return encode(call, rate, "wav-ulaw")
-
-
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_the_timeline_model_answers_like_torchserve_and_the_in_process_classifier(triton, server, classifier,
                                                                                    protocol):
-    call = two_speaker_call()
+    call = two_speaker_call("wav-ulaw")
     server.wait_ready(timeout=120, model="ser-timeline")
     with client(triton, protocol) as triton_client:
         for channels in ("mix", "separate"):

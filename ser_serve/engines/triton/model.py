@@ -79,6 +79,11 @@ def probabilities(answer: dict, labels: list[str]) -> np.ndarray:
     return np.array([[scores[label] for label in labels]], dtype=np.float32)
 
 
+def result_tensor(answer: dict) -> np.ndarray:
+    """The RESULT tensor of an answer: its JSON text, shape (1, 1)."""
+    return np.array([[json.dumps(answer).encode()]], dtype=np.object_)
+
+
 def request_channels(parameters: str | None) -> str:
     """The channel mode a request's parameters (Triton hands them over as JSON text) ask for; "mix" by default."""
     try:
@@ -123,9 +128,9 @@ class TritonPythonModel:
         pb_utils = self.pb_utils
         if isinstance(answer, Exception):
             return self._error(answer)
-        result = np.array([[json.dumps(answer).encode()]], dtype=np.object_)
         return pb_utils.InferenceResponse([
-            pb_utils.Tensor(RESULT, result), pb_utils.Tensor(PROBABILITIES, probabilities(answer, self.labels)),
+            pb_utils.Tensor(RESULT, result_tensor(answer)),
+            pb_utils.Tensor(PROBABILITIES, probabilities(answer, self.labels)),
         ])
 
     def _error(self, exc: Exception):
@@ -163,8 +168,7 @@ class TimelinePythonModel(TritonPythonModel):
                 continue
             # Decoding and analysis are one streamed pass for a timeline: the time covers both (as on TorchServe).
             self.metrics.decoded((time.perf_counter() - started) * 1000, answer["duration"])
-            result = np.array([[json.dumps(answer).encode()]], dtype=np.object_)
-            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(RESULT, result)]))
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(RESULT, result_tensor(answer))]))
         return responses
 
 
