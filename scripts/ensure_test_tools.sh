@@ -2,7 +2,7 @@
 # System programs the test suite drives for real (not needed to serve):
 #   nginx - the reverse proxy of the multi-replica test (tests/integration/test_replicas.py);
 #   chromium, chromium-driver - the real browser of the page test (tests/integration/test_page.py);
-#   espeak-ng, flite, festival + festvox-kallpc16k, festvox-kdlpc16k - the text-to-speech engines that voice
+#   espeak-ng, flite, festival + festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts - the text-to-speech engines that voice
 #     the demo model's training data (ser_train/tts.py; `make data`, tests/train/test_tts.py).
 # Installed with apt when we are root; otherwise say exactly what to do.
 # `--tts` checks only the text-to-speech engines (what `make data` needs).
@@ -18,6 +18,7 @@ command -v flite >/dev/null 2>&1 || missing+=(flite)
 command -v festival >/dev/null 2>&1 || missing+=(festival)
 [ -d /usr/share/festival/voices/english/kal_diphone ] || missing+=(festvox-kallpc16k)
 [ -d /usr/share/festival/voices/english/ked_diphone ] || missing+=(festvox-kdlpc16k)
+[ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || missing+=(festvox-us-slt-hts)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} with apt-get ..."

@@ -1,4 +1,4 @@
-"""Emotional prosody from the distribution's text-to-speech engines: espeak-ng, flite and festival.
+"""Emotional prosody from the distribution's text-to-speech engines: espeak-ng, flite, festival and its HTS voice.
 
 The project's own voice (``ser_train.synth``) is one generator; a model trained
 on it alone learns that voice, not emotion-like prosody, and answers anything
@@ -16,8 +16,12 @@ the controls the engine has:
   rms ignores the F0 targets, so it is not used);
 - festival: ``int_lr_params`` (target F0 mean and deviation) and
   ``Duration_Stretch`` for the diphone voices kal and ked, many utterances per
-  festival process (starting festival costs more than an utterance). The HTS
-  voice (slt) ignores F0 targets, so it is not used.
+  festival process (starting festival costs more than an utterance);
+- hts: festival's statistical parametric (HTS) engine with its one voice, slt
+  (an American woman): the engine's speed control for the rate; it ignores F0
+  targets, so pitch level and range are set afterwards with the WORLD vocoder
+  (analysis, F0 moved in log-frequency around the clip's median, resynthesis),
+  which also warps the spectral envelope to make other speakers of one voice.
 
 None of this is emotional speech: it is speech whose prosody was set by rule.
 Every clip is decoded and resampled to 16 kHz mono by the serving decoder
@@ -30,8 +34,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+import warnings
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +46,9 @@ from ser_serve.audio import load_waveform
 from ser_train.synth import EMOTIONS, PROFILES
 
 SAMPLE_RATE = 16_000
-ENGINES = ("espeak-ng", "flite", "festival")
+ENGINES = ("espeak-ng", "flite", "festival", "hts")
 # The Debian packages that provide them (scripts/ensure_test_tools.sh installs these).
-PACKAGES = ("espeak-ng", "flite", "festival", "festvox-kallpc16k", "festvox-kdlpc16k")
+PACKAGES = ("espeak-ng", "flite", "festival", "festvox-kallpc16k", "festvox-kdlpc16k", "festvox-us-slt-hts")
 
 # Neutral sentences (no emotional words, so the label lives in the prosody only).
 # The first SENTENCE_SPLIT[0] are for training, the next for validation, the rest for test.
@@ -205,9 +211,9 @@ def _festival_script(jobs: list[Job], paths: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _festival_process(jobs: list[Job], paths: list[Path], workdir: Path) -> None:
+def _festival_process(jobs: list[Job], paths: list[Path], workdir: Path, make_script=None) -> None:
     script = workdir / f"batch_{paths[0].stem}.scm"
-    script.write_text(_festival_script(jobs, paths))
+    script.write_text((make_script or _festival_script)(jobs, paths))
     subprocess.run(["festival", "--batch", str(script)], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, timeout=60 + 5 * len(jobs))
 
@@ -236,14 +242,67 @@ def _festival_alone(job: Job, path: Path, workdir: Path, attempts: int = 4) -> N
     raise RuntimeError(f"festival aborted on {job.text!r} with {job.voice} {attempts} times, pitch raised each time")
 
 
-VOICES = {"espeak-ng": None, "flite": tuple(FLITE_VOICES), "festival": tuple(FESTIVAL_VOICES)}
+# --- hts (festival's HTS engine, prosody through WORLD) -------------------------------------------------------
+# Speakers made from the one voice: (F0 multiplier, spectral-envelope warp; below 1 moves the formants down,
+# a longer vocal tract). slt's own F0 is about 177 Hz.
+HTS_VOICES = {"slt": (1.0, 1.0), "slt-bright": (1.12, 1.07), "slt-low": (0.8, 0.93), "slt-deep": (0.6, 0.86)}
+HTS_FRAME_MS = 5.0
+# The engine makes no question intonation, so a "?" clip gets one: F0 rises by this much over its last voiced
+# fifth (the other engines rise by about this on "?"; synth.py's surprise ends 9 semitones up).
+HTS_QUESTION_RISE_SEMITONES = 6.0
+
+
+def _hts_script(jobs: list[Job], paths: list[Path]) -> str:
+    lines = ["(voice_cmu_us_slt_arctic_hts)", "(set! base_params hts_engine_params)"]
+    for job, path in zip(jobs, paths):
+        text = _sentence(job.text, job.prosody.ending).replace("\\", "").replace('"', "")
+        lines += [
+            f"(set! hts_engine_params (append base_params '((\"-r\" {job.prosody.rate * job.speaker_rate:.3f}))))",
+            f'(set! utt (utt.synth (Utterance Text "{text}")))',
+            f'(utt.save.wave utt "{path}" \'riff)',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _hts_prosody(x: np.ndarray, job: Job) -> np.ndarray:
+    """The clip's F0 level times pitch (prosody, speaker, voice), its spread around the median times the prosody's
+    range, and the voice's envelope warp, resynthesised by WORLD (16 kHz)."""
+    with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
+        warnings.simplefilter("ignore")
+        import pyworld  # only data generation needs it (the `train` extra)
+
+    x = x.astype(np.float64)
+    f0, times = pyworld.dio(x, SAMPLE_RATE, frame_period=HTS_FRAME_MS)
+    f0 = pyworld.stonemask(x, f0, times, SAMPLE_RATE)
+    envelope = pyworld.cheaptrick(x, f0, times, SAMPLE_RATE)
+    aperiodicity = pyworld.d4c(x, f0, times, SAMPLE_RATE)
+    voice_pitch, warp = HTS_VOICES[job.voice]
+    voiced = f0 > 0
+    if voiced.any():
+        log_f0 = np.log(f0[voiced])
+        centre = np.median(log_f0)
+        shifted = centre + np.log(job.prosody.pitch * job.speaker_pitch * voice_pitch) + job.prosody.range * (log_f0 - centre)
+        if job.prosody.ending == "?":
+            shifted += np.log(2.0) * HTS_QUESTION_RISE_SEMITONES / 12 * np.clip(np.linspace(-4.0, 1.0, len(shifted)), 0, 1)
+        f0[voiced] = np.exp(np.clip(shifted, np.log(60.0), np.log(500.0)))
+    if warp != 1.0:  # envelope at frequency f taken from f / warp
+        bins = np.arange(envelope.shape[1])
+        envelope = np.stack([np.interp(bins / warp, bins, frame) for frame in envelope])
+    y = pyworld.synthesize(f0, np.ascontiguousarray(envelope), aperiodicity, SAMPLE_RATE, HTS_FRAME_MS)
+    return y.astype(np.float32)
+
+
+VOICES = {"espeak-ng": None, "flite": tuple(FLITE_VOICES), "festival": tuple(FESTIVAL_VOICES), "hts": tuple(HTS_VOICES)}
 # The programs each engine runs.
-PROGRAMS = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival"}
+PROGRAMS = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", "hts": "festival"}
+
+
+HTS_VOICE_DIR = Path("/usr/share/festival/voices/us/cmu_us_slt_arctic_hts")
 
 
 def missing_engines(engines=ENGINES) -> list[str]:
-    """Engines whose program is not installed."""
-    return [e for e in engines if shutil.which(PROGRAMS[e]) is None]
+    """Engines whose program (or, for hts, voice) is not installed."""
+    return [e for e in engines if shutil.which(PROGRAMS[e]) is None or (e == "hts" and not HTS_VOICE_DIR.is_dir())]
 
 
 def random_job(engine: str, emotion: str, text: str, rng: np.random.Generator) -> Job:
@@ -269,21 +328,24 @@ def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple
     with tempfile.TemporaryDirectory(prefix=f"tts-{engine}-") as tmp:
         workdir = Path(tmp)
         paths = [workdir / f"{i:06d}.wav" for i in range(len(jobs))]
-        if engine == "festival":
+        if engine in ("festival", "hts"):  # many utterances per festival process
+            batch = _festival_batch if engine == "festival" else partial(_festival_process, make_script=_hts_script)
             chunks = [(jobs[i : i + 50], paths[i : i + 50]) for i in range(0, len(jobs), 50)]
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(lambda c: _festival_batch(*c, workdir), chunks))
+                list(pool.map(lambda c: batch(*c, workdir), chunks))
         else:
             one = _espeak if engine == "espeak-ng" else _flite
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(one, jobs, paths))
-        clips = []
-        for job, path in zip(jobs, paths):
-            x = load_waveform(path.read_bytes())
+        clips = [load_waveform(path.read_bytes()) for path in paths]
+        if engine == "hts":  # WORLD holds the GIL: one process per thread
+            with ProcessPoolExecutor(threads) as pool:
+                clips = list(pool.map(_hts_prosody, clips, jobs, chunksize=8))
+        for index, (job, x) in enumerate(zip(jobs, clips)):
             x = x * (job.prosody.volume / (np.abs(x).max() + 1e-9))
             noise_rms = np.sqrt(np.mean(x**2)) / 10 ** (rng.uniform(*snr_db) / 20)
             x = x + noise_rms * rng.standard_normal(len(x))
-            clips.append(np.clip(x, -1, 1).astype(np.float32))
+            clips[index] = np.clip(x, -1, 1).astype(np.float32)
     return clips
 
 

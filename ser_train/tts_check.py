@@ -58,6 +58,7 @@ VOICES = {
                   "en-gb-scotland+m5"),
     "flite": tuple(tts.FLITE_VOICES),
     "festival": tuple(tts.FESTIVAL_VOICES),
+    "hts": tuple(tts.HTS_VOICES),
 }
 
 

@@ -10,7 +10,7 @@ from ser_train import tts
 from ser_train.synth import EMOTIONS
 
 SENTENCE = "The train leaves at seven in the morning and arrives before noon."
-VOICE = {"espeak-ng": "en-us+m3", "flite": "kal16", "festival": "kal_diphone"}
+VOICE = {"espeak-ng": "en-us+m3", "flite": "kal16", "festival": "kal_diphone", "hts": "slt"}
 
 
 def measure(x):
@@ -103,7 +103,7 @@ def test_check_renders_every_engine_and_reports_each_model_per_engine(tts_engine
     examples = read_examples(tmp_path / "set" / "check.parquet", "audio", "label", extra_column="generator")
     assert sorted((e.extra, e.label) for e in examples) == sorted((g, l) for g in tts.ENGINES for l in EMOTIONS)
     figures = json.loads((tmp_path / "summary.json").read_text())["models"][str(tiny_checkpoint)]
-    assert {name: f["examples"] for name, f in figures.items()} == {**{g: 8 for g in tts.ENGINES}, "all": 24}
+    assert {name: f["examples"] for name, f in figures.items()} == {**{g: 8 for g in tts.ENGINES}, "all": 8 * len(tts.ENGINES)}
     assert all(0 <= f["accuracy"] <= 1 and 0 <= f["ece"] <= 1 for f in figures.values())
     assert (tmp_path / f"0-{tiny_checkpoint.name}" / "all" / "confusion.png").exists()
     assert str(tiny_checkpoint) in (tmp_path / "summary.md").read_text()
@@ -140,3 +140,26 @@ def test_the_utterance_festival_aborted_on_while_making_data_still_gives_its_cli
     job = tts.Job("The recipe needs two eggs and some flour.", sad, "kal_diphone", 0.85, 0.9)
     (clip,) = tts.render("festival", [job], np.random.default_rng(0))
     assert 3.0 < len(clip) / 16_000 < 8.0 and np.abs(clip).max() > 0.1
+
+
+def test_hts_speakers_made_from_its_one_voice_differ_in_pitch_and_formants_and_a_question_rises(tts_engines):
+    neutral, surprise = tts.emotion_prosody("neutral"), tts.emotion_prosody("surprise")
+    jobs = [tts.Job(SENTENCE, neutral, "slt", 1.0, 1.0), tts.Job(SENTENCE, neutral, "slt-deep", 1.0, 1.0),
+            tts.Job(SENTENCE, replace(neutral, ending="?"), "slt", 1.0, 1.0)]
+    slt, deep, question = tts.render("hts", jobs, np.random.default_rng(0))
+
+    def centroid(x):
+        spectrum = np.abs(np.fft.rfft(x))
+        return float(np.sum(spectrum * np.fft.rfftfreq(len(x), 1 / 16_000)) / np.sum(spectrum))
+
+    assert measure(deep)[0] < 0.7 * measure(slt)[0]  # slt-deep: F0 x0.6
+    assert centroid(deep) < 0.95 * centroid(slt)     # and its envelope warped down
+    import librosa
+
+    def final_rise(x):  # semitones from the clip's median F0 to its last voiced tenth
+        f0, voiced, _ = librosa.pyin(x, fmin=60, fmax=500, sr=16_000, frame_length=1024)
+        tones = 12 * np.log2(f0[voiced])
+        return float(np.median(tones[-max(1, len(tones) // 10):]) - np.median(tones))
+
+    assert final_rise(question) > final_rise(slt) + 3
+    assert surprise.ending == "?"
