@@ -246,6 +246,7 @@ def _festival_alone(job: Job, path: Path, workdir: Path, attempts: int = 4) -> N
 # Speakers made from the one voice: (F0 multiplier, spectral-envelope warp; below 1 moves the formants down,
 # a longer vocal tract). slt's own F0 is about 177 Hz.
 HTS_VOICES = {"slt": (1.0, 1.0), "slt-bright": (1.12, 1.07), "slt-low": (0.8, 0.93), "slt-deep": (0.6, 0.86)}
+HTS_VOICE_DIR = Path("/usr/share/festival/voices/us/cmu_us_slt_arctic_hts")  # package festvox-us-slt-hts
 HTS_FRAME_MS = 5.0
 # The engine makes no question intonation, so a "?" clip gets one: F0 rises by this much over its last voiced
 # fifth (the other engines rise by about this on "?"; synth.py's surprise ends 9 semitones up).
@@ -295,9 +296,6 @@ def _hts_prosody(x: np.ndarray, job: Job) -> np.ndarray:
 VOICES = {"espeak-ng": None, "flite": tuple(FLITE_VOICES), "festival": tuple(FESTIVAL_VOICES), "hts": tuple(HTS_VOICES)}
 # The programs each engine runs.
 PROGRAMS = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", "hts": "festival"}
-
-
-HTS_VOICE_DIR = Path("/usr/share/festival/voices/us/cmu_us_slt_arctic_hts")
 
 
 def missing_engines(engines=ENGINES) -> list[str]:

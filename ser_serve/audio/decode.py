@@ -268,6 +268,12 @@ def _pyav_blocks(data: bytes, fmt: str, limits: AudioLimits, mix: bool) -> Itera
             for frame in container.decode(stream):
                 for converted in to_float.resample(frame):
                     chunk = converted.to_ndarray()
+                    # A damaged ADTS or MP3 stream can change its layout mid-stream; the header's checks
+                    # (and the caller's buffer) hold for its first layout only.
+                    channels = channels or chunk.shape[0]
+                    if chunk.shape[0] != channels:
+                        raise InvalidAudio(f"The {fmt} stream changes from {channels} to {chunk.shape[0]} "
+                                           "channels mid-stream.")
                     total += chunk.shape[1]
                     if total > max_frames:  # containers without a duration (ADTS, AMR) stop here
                         raise AudioTooLong(f"The {fmt} file is longer than the {limits.max_seconds:g} s limit.")

@@ -65,3 +65,18 @@ def mutated(draw):
 @given(mutated())
 def test_mutated_valid_files_end_in_audio_or_a_typed_error(data):
     decodes_or_refuses(data)
+
+
+def test_a_stream_that_changes_its_channel_count_midway_is_refused_as_invalid_audio():
+    # Found by the mutation test above: ADTS frames are self-describing, so a damaged (or spliced) AAC stream can
+    # switch from mono to stereo; the header's checks and the decoder's buffer hold for the first layout only.
+    import pytest
+
+    from ser_serve.errors import InvalidAudio
+
+    mono = encode(voice(0.5, 16_000, seed=2), 16_000, "aac")
+    stereo = encode(np.stack([voice(0.5, 16_000, seed=3)] * 2, axis=1), 16_000, "aac")
+    assert decode(mono, LIMITS).samples.shape[1] == 1 and decode(stereo, LIMITS).samples.shape[1] == 2
+    for mix in (False, True):
+        with pytest.raises(InvalidAudio, match="changes from 1 to 2 channels"):
+            decode(mono + stereo, LIMITS, mix=mix)
