@@ -76,10 +76,10 @@ failover: setup test-tools
 	$(PY) -m ser_tools.replicas $(FAILOVER_ARGS)
 
 # The demo model's data (build/data/{train,validation,test}.parquet, CREMA-D-style, a `generator` column):
-# the project's synthetic voice (400/25/50 clips per label) and three text-to-speech engines from Debian
-# packages, espeak-ng, flite and festival (300/20/40 clips per label each; installed by
-# scripts/ensure_test_tools.sh --tts, with apt as root). About 5 minutes on 2 CPU cores.
-DATA_ARGS ?= --per-label 400 25 50 --tts-per-label 300 20 40 --generators synth espeak-ng flite festival
+# the project's synthetic voice (400/25/50 clips per label) and four text-to-speech engines from Debian
+# packages, espeak-ng, flite, festival and festival's HTS voice (hts) (300/20/40 clips per label each; installed
+# by scripts/ensure_test_tools.sh --tts, with apt as root). About 9 minutes on 2 CPU cores.
+DATA_ARGS ?= --per-label 400 25 50 --tts-per-label 300 20 40 --generators synth espeak-ng flite festival hts
 data: build/data/.made
 build/data/.made: ser_train/synth.py ser_train/tts.py ser_train/dataset.py | $(VENV)/.installed
 	@bash scripts/ensure_test_tools.sh --tts
@@ -147,7 +147,7 @@ evaluate-demo: data
 
 # Leave-one-generator-out: per held-out TTS engine, stage 2 on the other generators from stage 1, evaluated on the
 # held-out engine (build/logo/summary.md; about 25 minutes per fold; a finished fold is kept, delete its folder to redo it).
-LOGO_HOLDOUT ?= espeak-ng flite festival
+LOGO_HOLDOUT ?= espeak-ng flite festival hts
 evaluate-demo-logo: data $(STAGE1_READY)
 	$(PY) -m ser_train.logo --data build/data --holdout $(LOGO_HOLDOUT) --out build/logo --init-from $(STAGE1) \
 		--train-args "--epochs $(LOGO_EPOCHS) $(TRAIN_ARGS)" $(if $(strip $(LOGO_SEEDS)),--seeds $(LOGO_SEEDS) --jobs 2)
