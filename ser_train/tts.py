@@ -211,9 +211,9 @@ def _festival_script(jobs: list[Job], paths: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _festival_process(jobs: list[Job], paths: list[Path], workdir: Path, make_script=None) -> None:
+def _festival_process(jobs: list[Job], paths: list[Path], workdir: Path, make_script=_festival_script) -> None:
     script = workdir / f"batch_{paths[0].stem}.scm"
-    script.write_text((make_script or _festival_script)(jobs, paths))
+    script.write_text(make_script(jobs, paths))
     subprocess.run(["festival", "--batch", str(script)], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.PIPE, timeout=60 + 5 * len(jobs))
 
