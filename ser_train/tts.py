@@ -192,13 +192,18 @@ def _flite(job: Job, path: Path) -> None:
 FESTIVAL_VOICES = {"kal_diphone": (105.0, 14.0), "ked_diphone": (105.0, 15.0)}
 
 
+def _festival_text(job: Job) -> str:
+    """The sentence as a Scheme string literal's contents (no quote or backslash can end it early)."""
+    return _sentence(job.text, job.prosody.ending).replace("\\", "").replace('"', "")
+
+
 def _festival_script(jobs: list[Job], paths: list[Path]) -> str:
     lines = []
     for job, path in zip(jobs, paths):
         p = job.prosody
         mean, sd = FESTIVAL_VOICES[job.voice]
         f0 = mean * p.pitch * job.speaker_pitch
-        text = _sentence(job.text, p.ending).replace("\\", "").replace('"', "")
+        text = _festival_text(job)
         # The voice's own setup resets int_lr_params and Duration_Stretch, so they are set after it.
         lines += [
             f"(voice_{job.voice})",
@@ -256,7 +261,7 @@ HTS_QUESTION_RISE_SEMITONES = 6.0
 def _hts_script(jobs: list[Job], paths: list[Path]) -> str:
     lines = ["(voice_cmu_us_slt_arctic_hts)", "(set! base_params hts_engine_params)"]
     for job, path in zip(jobs, paths):
-        text = _sentence(job.text, job.prosody.ending).replace("\\", "").replace('"', "")
+        text = _festival_text(job)
         lines += [
             f"(set! hts_engine_params (append base_params '((\"-r\" {job.prosody.rate * job.speaker_rate:.3f}))))",
             f'(set! utt (utt.synth (Utterance Text "{text}")))',
