@@ -13,12 +13,17 @@ SENTENCE = "The train leaves at seven in the morning and arrives before noon."
 VOICE = {"espeak-ng": "en-us+m3", "flite": "kal16", "festival": "kal_diphone", "hts": "slt"}
 
 
-def measure(x):
-    """Median F0 (Hz, voiced frames), duration (s) and RMS of a clip."""
+def voiced_f0(x) -> np.ndarray:
+    """F0 (Hz) of a clip's voiced frames, in order (pYIN)."""
     import librosa
 
     f0, voiced, _ = librosa.pyin(x, fmin=60, fmax=500, sr=16_000, frame_length=1024)
-    return float(np.median(f0[voiced])), len(x) / 16_000, float(np.sqrt(np.mean(x**2)))
+    return f0[voiced]
+
+
+def measure(x):
+    """Median F0 (Hz, voiced frames), duration (s) and RMS of a clip."""
+    return float(np.median(voiced_f0(x))), len(x) / 16_000, float(np.sqrt(np.mean(x**2)))
 
 
 @pytest.mark.parametrize("engine", tts.ENGINES)
@@ -154,11 +159,9 @@ def test_hts_speakers_made_from_its_one_voice_differ_in_pitch_and_formants_and_a
 
     assert measure(deep)[0] < 0.7 * measure(slt)[0]  # slt-deep: F0 x0.6
     assert centroid(deep) < 0.95 * centroid(slt)     # and its envelope warped down
-    import librosa
 
     def final_rise(x):  # semitones from the clip's median F0 to its last voiced tenth
-        f0, voiced, _ = librosa.pyin(x, fmin=60, fmax=500, sr=16_000, frame_length=1024)
-        tones = 12 * np.log2(f0[voiced])
+        tones = 12 * np.log2(voiced_f0(x))
         return float(np.median(tones[-max(1, len(tones) // 10):]) - np.median(tones))
 
     assert final_rise(question) > final_rise(slt) + 3
