@@ -32,6 +32,22 @@ MEASURES = ("pitch_median", "pitch_p10", "pitch_p90", "pitch_range", "pitch_spre
             "peak_rate", "seconds", "loudness_spread", "centroid_hz")
 
 
+# Measures that a pitch-and-formant voice shift (``ser_train.augment.shift_voice``) moves: pitch level in semitones
+# moves by the shift, the spectral centroid scales with the formants; the rest (range, final movement, rate,
+# loudness, duration) keep their values, as the shift keeps the prosody's shape.
+PITCH_LEVEL = [MEASURES.index(name) for name in ("pitch_median", "pitch_p10", "pitch_p90")]
+CENTROID = MEASURES.index("centroid_hz")
+
+
+def after_voice_shift(rows: np.ndarray, semitones: np.ndarray) -> np.ndarray:
+    """Measures (clips x :data:`MEASURES`) of the clips as shifted by ``semitones`` each (0: unchanged)."""
+    rows = np.array(rows, dtype=np.float64)
+    semitones = np.asarray(semitones, dtype=np.float64)
+    rows[:, PITCH_LEVEL] += semitones[:, None]
+    rows[:, CENTROID] *= 2.0 ** (semitones / 12.0)
+    return rows
+
+
 def measures(audio: bytes) -> list[float]:
     """The clip's prosodic measures, in :data:`MEASURES`' order."""
     return measures_of(load_waveform(audio))

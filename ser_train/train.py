@@ -77,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--voice-augment", type=float, default=0.0,
                         help="probability that a training clip is made to sound like another voice first "
                              "(ser_train.augment.other_voice: pitch-and-formant shift, spectral colouring; 0: never)")
+    parser.add_argument("--voice-semitones", type=float, default=2.0,
+                        help="largest pitch-and-formant shift of --voice-augment, in semitones either way "
+                             "(speakers of one sex differ by about 4; men and women by about 12)")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--prosody-weight", type=float, default=0.0,
                         help="weight of the auxiliary frame-level prosody loss (ser_train.prosody: pitch, voicing and "
@@ -149,11 +152,12 @@ class AugmentedClips:
     its draws of that clip; everything else is redrawn each time.
     """
 
-    def __init__(self, decoded, extractor, probability: float, seed: int, voice_probability: float = 0.0):
+    def __init__(self, decoded, extractor, probability: float, seed: int, voice_probability: float = 0.0,
+                 voice_semitones: float = 2.0):
         from ser_train.augment import random_codec
 
         self.decoded, self.extractor, self.probability = decoded, extractor, probability
-        self.voice_probability = voice_probability
+        self.voice_probability, self.voice_semitones = voice_probability, voice_semitones
         rng = np.random.default_rng(seed + 1)
         self.coded = {i: random_codec(x, rng) for i, (x, _) in enumerate(tqdm(decoded, desc="codec copies", unit="clip"))
                       if rng.random() < 0.4} if probability > 0 else {}
@@ -170,7 +174,7 @@ class AugmentedClips:
             waveform = self.coded[i]
         semitones = 0.0
         if self.voice_probability > 0:
-            waveform, semitones = other_voice(waveform, self.rng, self.voice_probability)
+            waveform, semitones = other_voice(waveform, self.rng, self.voice_probability, self.voice_semitones)
         if self.probability > 0:
             waveform = augment(waveform, self.rng, self.probability, codec=False)
         return features(waveform, self.extractor), label, semitones
@@ -183,9 +187,9 @@ def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, 
             shift_targets: bool = True):
     """Length-bucketed batches; each clip cropped (random offset) to the batch's shortest, at most ``crop``.
 
-    Yields (inputs, labels, prosody, members): with ``targets`` (per clip, ``ser_train.prosody.frame_targets``)
+    Yields (inputs, labels, prosody, members, shifts): with ``targets`` (per clip, ``ser_train.prosody.frame_targets``)
     the crops' target frames (their pitch moved by each clip's voice shift when ``shift_targets``), else None;
-    and the indices of the batch's clips in ``data``.
+    the indices of the batch's clips in ``data``; and each clip's voice shift in semitones (0 for none).
     """
     from ser_train.prosody import crop_targets, shift_pitch
 
@@ -202,17 +206,18 @@ def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, 
     # A generator: augmented clips are made batch by batch, not all at once.
     for members in plan:
         width = min(crop, min(lengths[i] for i in members))
-        inputs, labels, prosody = [], [], []
+        inputs, labels, prosody, shifts = [], [], [], []
         for i in members:
             clip, label, *voice_shift = data[i]  # AugmentedClips add the semitones of the voice shift
             offset = rng.randint(0, len(clip) - width)
             inputs.append(clip[offset : offset + width])
             labels.append(label)
+            shifts.append(voice_shift[0] if voice_shift else 0.0)
             if targets is not None:
                 cropped = crop_targets(targets[i], offset, width // hop + 1, hop)
                 prosody.append(shift_pitch(cropped, voice_shift[0]) if shift_targets and voice_shift else cropped)
         yield (torch.from_numpy(np.stack(inputs)), torch.tensor(labels),
-               torch.from_numpy(np.stack(prosody)) if targets is not None else None, members)
+               torch.from_numpy(np.stack(prosody)) if targets is not None else None, members, np.array(shifts))
 
 
 def plan_size(data, batch_size: int) -> int:
@@ -326,7 +331,8 @@ def train(args) -> dict:
         model.freeze_feature_encoder()
     label2id = {label: int(i) for i, label in model.config.id2label.items()}
     decoded_train = decode_all(train_examples, label2id, "decode train")
-    train_data = AugmentedClips(decoded_train, extractor, args.augment, args.seed, args.voice_augment)
+    train_data = AugmentedClips(decoded_train, extractor, args.augment, args.seed, args.voice_augment,
+                                args.voice_semitones)
     targets, head, hop = None, None, int(np.prod(model.config.conv_stride))
     if args.prosody_weight:
         from ser_train.prosody import ProsodyHead, frame_targets
@@ -334,16 +340,16 @@ def train(args) -> dict:
         relative = args.prosody_pitch == "relative"
         targets = [frame_targets(x, hop, relative) for x, _ in tqdm(decoded_train, desc="prosody targets", unit="clip")]
         head = ProsodyHead(model.config.hidden_size).to(device)
-    measures, measure_head, probe_targets = None, None, None
+    measure_head, probe_targets = None, None
     if args.measure_weight or args.probe_weight:
-        from ser_train.prosody_probe import measures_of
+        from ser_train.prosody_probe import after_voice_shift, measures_of
 
         raw = np.array([measures_of(x) for x, _ in tqdm(decoded_train, desc="clip measures", unit="clip")])
     if args.measure_weight:
         from ser_train.prosody import ClipMeasureHead
 
-        measures = torch.from_numpy(((raw - raw.mean(0)) / (raw.std(0) + 1e-6)).astype(np.float32))
-        measure_head = ClipMeasureHead(model.config.hidden_size, measures.shape[1]).to(device)
+        measure_centre, measure_scale = raw.mean(0), raw.std(0) + 1e-6
+        measure_head = ClipMeasureHead(model.config.hidden_size, raw.shape[1]).to(device)
     if args.probe_weight:
         from threadpoolctl import threadpool_limits
 
@@ -378,7 +384,7 @@ def train(args) -> dict:
         progress = tqdm(batches(train_data, args.batch_size, crop, rng, targets, hop, args.prosody_pitch == "absolute"),
                         total=steps_per_epoch,
                         desc=f"epoch {epoch}/{args.epochs}", unit="batch")
-        for inputs, labels, prosody, members in progress:
+        for inputs, labels, prosody, members, shifts in progress:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 outputs = model(input_values=inputs.to(device), output_hidden_states=bool(heads))
             classification = torch.nn.functional.cross_entropy(outputs.logits.float(), labels.to(device),
@@ -388,7 +394,10 @@ def train(args) -> dict:
                 prosody_loss = head.loss(outputs.hidden_states[-1], prosody.to(device))
                 loss = loss + args.prosody_weight * prosody_loss
             if measure_head is not None:
-                measure_loss = measure_head.loss(outputs.hidden_states[-1], measures[members].to(device))
+                # Measured once on the clean clips; a voice shift moves the pitch level and the centroid with it.
+                measures = (after_voice_shift(raw[members], shifts) - measure_centre) / measure_scale
+                measure_loss = measure_head.loss(outputs.hidden_states[-1],
+                                                 torch.from_numpy(measures.astype(np.float32)).to(device))
                 loss = loss + args.measure_weight * measure_loss
             if probe_targets is not None:
                 # Cross-entropy against the prosody probe's belief: what the hand-made measures alone say.

@@ -114,10 +114,28 @@ def test_batches_carry_each_clips_voice_shift_into_its_pitch_targets(monkeypatch
 
     clips = [(np.zeros(SR, np.float32), 0, 2.0), (np.zeros(SR, np.float32), 1, 0.0)]
     targets = [np.tile(np.array([[0.5, 1.0, 1.0]], np.float32), (SR // 320 + 1, 1)) for _ in clips]
-    inputs, labels, prosody, _ = next(train.batches(clips, 2, SR, random.Random(0), targets, 320))
+    inputs, labels, prosody, _, shifts = next(train.batches(clips, 2, SR, random.Random(0), targets, 320))
     by_label = {int(label): prosody[k] for k, label in enumerate(labels)}
     assert torch.allclose(by_label[0][:, 0], torch.tensor(0.5 + 2.0 / F0_SCALE))
     assert torch.allclose(by_label[1][:, 0], torch.tensor(0.5))
+    assert {int(label): shift for label, shift in zip(labels, shifts)} == {0: 2.0, 1: 0.0}
+
+
+def test_clip_measures_after_a_voice_shift_match_the_measures_of_the_shifted_clip():
+    # The clip-measure loss measures each clip once, clean; a voice-shifted crop gets after_voice_shift's values.
+    from ser_train.augment import shift_voice
+    from ser_train.prosody_probe import MEASURES, after_voice_shift, measures_of
+
+    clip = voice(140.0, 1.5)
+    clean = np.array([measures_of(clip)])
+    for semitones in (-4.0, 4.0):
+        moved = dict(zip(MEASURES, after_voice_shift(clean, np.array([semitones]))[0]))
+        measured = dict(zip(MEASURES, measures_of(shift_voice(clip, semitones))))
+        for name in ("pitch_median", "pitch_p10", "pitch_p90"):
+            assert moved[name] == pytest.approx(measured[name], abs=0.5), name
+        assert moved["centroid_hz"] == pytest.approx(measured["centroid_hz"], rel=0.15)
+        assert moved["pitch_range"] == clean[0, MEASURES.index("pitch_range")]
+    assert np.array_equal(after_voice_shift(clean, np.array([0.0])), clean)
 
 
 def test_probe_measures_follow_the_voice_and_it_scores_each_generator_held_out(tts_engines, tmp_path):
@@ -167,6 +185,31 @@ def test_training_with_the_clip_measure_loss_lowers_it_and_saves_a_plain_checkpo
     assert "prosody_loss" not in summary["history"][0]
     model, info = Wav2Vec2ForSequenceClassification.from_pretrained(out, output_loading_info=True)
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+
+
+def test_wider_voice_shifts_reach_the_clip_measure_targets(small_dataset, tmp_path, monkeypatch):
+    from ser_train import augment, prosody_probe
+
+    shifts, targeted = [], []
+    other_voice, after_voice_shift = augment.other_voice, prosody_probe.after_voice_shift
+
+    def spy_voice(x, rng, p, max_semitones):
+        y, semitones = other_voice(x, rng, p, max_semitones)
+        shifts.append(semitones)
+        return y, semitones
+
+    def spy_measures(rows, semitones):
+        targeted.extend(semitones)
+        return after_voice_shift(rows, semitones)
+
+    monkeypatch.setattr(augment, "other_voice", spy_voice)
+    monkeypatch.setattr(prosody_probe, "after_voice_shift", spy_measures)
+    summary = short_training(small_dataset, tmp_path / "model", "--measure-weight", "1.0",
+                             "--voice-augment", "1.0", "--voice-semitones", "4")
+    assert summary["args"]["voice_semitones"] == 4.0
+    assert max(abs(s) for s in shifts) > 2.0 and max(abs(s) for s in shifts) <= 4.0
+    # Every shift a training crop had reached its measure targets (the loss saw the moved pitch level).
+    assert sorted(s for s in targeted if s) == sorted(s for s in shifts if s) and any(targeted)
 
 
 def test_the_probes_out_of_fold_probabilities_come_from_trees_that_did_not_see_the_row():
