@@ -205,7 +205,7 @@ def test_wider_voice_shifts_reach_the_clip_measure_targets(small_dataset, tmp_pa
     monkeypatch.setattr(augment, "other_voice", spy_voice)
     monkeypatch.setattr(prosody_probe, "after_voice_shift", spy_measures)
     summary = short_training(small_dataset, tmp_path / "model", "--measure-weight", "1.0",
-                             "--voice-augment", "1.0", "--voice-semitones", "4")
+                             "--voice-augment", "1.0", "--voice-semitones", "4", "--epochs", "1")
     assert summary["args"]["voice_semitones"] == 4.0
     assert max(abs(s) for s in shifts) > 2.0 and max(abs(s) for s in shifts) <= 4.0
     # Every shift a training crop had reached its measure targets (the loss saw the moved pitch level).
