@@ -99,6 +99,7 @@ def test_timeline_archive_shares_the_checkpoint_and_settings_with_its_own_entry_
         entry = b.read("ser_handler.py").decode()
     assert timeline_config["ser"] == clip_config["ser"] and "timeline" in timeline_config["ser"]
     assert timeline_config["batchSize"] == 1 and timeline_config["responseTimeout"] > clip_config["responseTimeout"]
+    assert timeline_config["jobQueueSize"] == 4  # as Triton's ser-timeline (test_triton_model: max_queue_size 4)
     assert "handle_timeline as handle" in entry
 
 

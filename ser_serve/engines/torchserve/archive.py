@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from ser_serve.model.checkpoint import validate_checkpoint
-from ser_serve.names import TIMELINE_MODEL
+from ser_serve.names import TIMELINE_MODEL, TIMELINE_QUEUE_SIZE
 from ser_serve.packaging import (DEFAULT_MODEL_CONFIG, copy_checkpoint, copy_runtime, load_model_config,
                                  runtime_requirements, with_precision)
 
@@ -44,7 +44,7 @@ TIMELINE_OVERRIDES = {
     "responseTimeout": 3600,
     # The frontend holds each queued upload (up to max_request_size, 136 MiB)
     # in its 2 GiB heap: 4 waiting recordings stay far below it; more get a quick 503.
-    "jobQueueSize": 4,
+    "jobQueueSize": TIMELINE_QUEUE_SIZE,
 }
 
 

@@ -29,7 +29,7 @@ import yaml
 
 from ser_serve.engines.triton.model import AUDIO, CHECKPOINT_SUBDIR, MODEL_CONFIG, PROBABILITIES, RESULT
 from ser_serve.model.checkpoint import labels_from_config, validate_checkpoint
-from ser_serve.names import MODEL, TIMELINE_MODEL
+from ser_serve.names import MODEL, TIMELINE_MODEL, TIMELINE_QUEUE_SIZE
 from ser_serve.packaging import (DEFAULT_MODEL_CONFIG, copy_checkpoint, copy_runtime, load_model_config,
                                  runtime_requirements, with_precision)
 
@@ -44,16 +44,13 @@ from ser_serve.engines.triton.model import TimelinePythonModel as TritonPythonMo
 '''
 # Requests waiting beyond this are refused at once (503 / UNAVAILABLE) instead of queueing without bound.
 MAX_QUEUE_SIZE = 64
-# The timeline model's queue, as TorchServe's ser-timeline (jobQueueSize 4): a waiting recording holds its upload
-# (up to hours of audio) in memory, and each takes minutes; more are refused at once.
-TIMELINE_MAX_QUEUE_SIZE = 4
 
 
 def config_pbtxt(name: str, labels: list[str], engine: dict, gpu: bool = False, timeline: bool = False) -> str:
     """The model configuration, from model-config.yaml's engine keys (``engine``).
 
     ``timeline``: the long-recording model: one recording per execute (its windows are batched by the core), a
-    queue of :data:`TIMELINE_MAX_QUEUE_SIZE`, RESULT only.
+    queue of :data:`ser_serve.names.TIMELINE_QUEUE_SIZE` (as on TorchServe), RESULT only.
     """
     batch = 1 if timeline else int(engine.get("batchSize", 8))
     delay_us = int(float(engine.get("maxBatchDelay", 1)) * 1000)
@@ -73,7 +70,7 @@ output [
 dynamic_batching {{
   preferred_batch_size: [ {batch} ]
   max_queue_delay_microseconds: {0 if timeline else delay_us}
-  default_queue_policy {{ max_queue_size: {TIMELINE_MAX_QUEUE_SIZE if timeline else MAX_QUEUE_SIZE} }}
+  default_queue_policy {{ max_queue_size: {TIMELINE_QUEUE_SIZE if timeline else MAX_QUEUE_SIZE} }}
 }}
 instance_group [ {{ kind: {"KIND_GPU" if gpu else "KIND_CPU"} count: {instances} }} ]
 """
