@@ -209,13 +209,14 @@ def batches(data, batch_size: int, crop: int, rng: random.Random, targets=None, 
         inputs, labels, prosody, shifts = [], [], [], []
         for i in members:
             clip, label, *voice_shift = data[i]  # AugmentedClips add the semitones of the voice shift
+            shift = voice_shift[0] if voice_shift else 0.0
             offset = rng.randint(0, len(clip) - width)
             inputs.append(clip[offset : offset + width])
             labels.append(label)
-            shifts.append(voice_shift[0] if voice_shift else 0.0)
+            shifts.append(shift)
             if targets is not None:
                 cropped = crop_targets(targets[i], offset, width // hop + 1, hop)
-                prosody.append(shift_pitch(cropped, voice_shift[0]) if shift_targets and voice_shift else cropped)
+                prosody.append(shift_pitch(cropped, shift) if shift_targets else cropped)  # unchanged for 0
         yield (torch.from_numpy(np.stack(inputs)), torch.tensor(labels),
                torch.from_numpy(np.stack(prosody)) if targets is not None else None, members, np.array(shifts))
 
