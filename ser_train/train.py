@@ -80,6 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--voice-semitones", type=float, default=2.0,
                         help="largest pitch-and-formant shift of --voice-augment, in semitones either way "
                              "(speakers of one sex differ by about 4; men and women by about 12)")
+    parser.add_argument("--voice-generator", action="append", default=[], metavar="NAME",
+                        help="shift only the voices of this generator's clips (repeatable; default: every clip's). "
+                             "The synthetic voice's labels lean on its pitch level more than the engines' do")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--prosody-weight", type=float, default=0.0,
                         help="weight of the auxiliary frame-level prosody loss (ser_train.prosody: pitch, voicing and "
@@ -115,7 +118,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def load_split(path: Path, split: str | None, args) -> list:
     examples = read_examples(path, args.audio_column, args.label_column, split=split, split_column=args.split_column,
                              id2label=args.label_names,
-                             extra_column=args.generator_column if args.exclude_generator else None)
+                             extra_column=args.generator_column if args.exclude_generator or args.voice_generator
+                             else None)
     if args.exclude_generator:
         examples = [e for e in examples if e.extra not in args.exclude_generator]
     return examples
@@ -145,6 +149,7 @@ class AugmentedClips:
     """Training clips degraded afresh each epoch (``ser_train.augment``), then normalised as the server does.
 
     An item is (features, label, semitones): the voice shift applied (0 for none), which pitch targets follow.
+    ``voice_clips`` (one bool per clip, default all true) says which clips may have their voice shifted.
 
     The codec round trip costs tens of milliseconds, too slow to redo every
     epoch on a CPU: a random 40% of the clips get one codec-degraded copy
@@ -153,11 +158,12 @@ class AugmentedClips:
     """
 
     def __init__(self, decoded, extractor, probability: float, seed: int, voice_probability: float = 0.0,
-                 voice_semitones: float = 2.0):
+                 voice_semitones: float = 2.0, voice_clips: list[bool] | None = None):
         from ser_train.augment import random_codec
 
         self.decoded, self.extractor, self.probability = decoded, extractor, probability
         self.voice_probability, self.voice_semitones = voice_probability, voice_semitones
+        self.voice_clips = voice_clips
         rng = np.random.default_rng(seed + 1)
         self.coded = {i: random_codec(x, rng) for i, (x, _) in enumerate(tqdm(decoded, desc="codec copies", unit="clip"))
                       if rng.random() < 0.4} if probability > 0 else {}
@@ -173,7 +179,7 @@ class AugmentedClips:
         if i in self.coded and self.rng.random() < 0.5:
             waveform = self.coded[i]
         semitones = 0.0
-        if self.voice_probability > 0:
+        if self.voice_probability > 0 and (self.voice_clips is None or self.voice_clips[i]):
             waveform, semitones = other_voice(waveform, self.rng, self.voice_probability, self.voice_semitones)
         if self.probability > 0:
             waveform = augment(waveform, self.rng, self.probability, codec=False)
@@ -332,8 +338,14 @@ def train(args) -> dict:
         model.freeze_feature_encoder()
     label2id = {label: int(i) for i, label in model.config.id2label.items()}
     decoded_train = decode_all(train_examples, label2id, "decode train")
+    voice_clips = None
+    if args.voice_generator:
+        unheard = sorted(set(args.voice_generator) - {e.extra for e in train_examples})
+        if unheard:
+            raise ValueError(f"--voice-generator {unheard}: no training clip has that {args.generator_column}")
+        voice_clips = [e.extra in args.voice_generator for e in train_examples]
     train_data = AugmentedClips(decoded_train, extractor, args.augment, args.seed, args.voice_augment,
-                                args.voice_semitones)
+                                args.voice_semitones, voice_clips)
     targets, head, hop = None, None, int(np.prod(model.config.conv_stride))
     if args.prosody_weight:
         from ser_train.prosody import ProsodyHead, frame_targets

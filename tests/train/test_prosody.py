@@ -240,3 +240,33 @@ def test_training_with_the_probe_loss_adds_its_soft_targets_to_every_update(smal
     summary = short_training(small_dataset, tmp_path / "model", "--probe-weight", "0.5")
     assert len(soft) == summary["history"][-1]["step"] and sum(soft) == summary["train_clips"] * len(summary["history"])
     assert 0 <= summary["probe_accuracy"] <= 1
+
+
+def test_voice_shifts_reach_only_the_clips_of_the_chosen_generators():
+    rng = np.random.default_rng(0)
+    decoded = [(voice(f0, 0.5) + 0.01 * rng.standard_normal(SR // 2).astype(np.float32), 0) for f0 in (120.0, 180.0)]
+    plain_features = lambda waveform, **_: {"input_values": [waveform]}  # noqa: E731 (the extractor's call shape)
+    clips = train.AugmentedClips(decoded, plain_features, 0.0, seed=0, voice_probability=1.0, voice_semitones=4.0,
+                                 voice_clips=[True, False])
+    draws = [[clips[i][2] for _ in range(12)] for i in range(2)]
+    assert sum(s != 0 for s in draws[0]) >= 4 and draws[1] == [0.0] * 12  # other_voice shifts 7 times in 10
+    assert np.array_equal(clips[1][0], decoded[1][0])  # the other generator's clip comes back as it was
+
+
+def test_training_shifts_the_voices_of_the_named_generator_and_refuses_an_unknown_one(small_dataset, tmp_path,
+                                                                                        monkeypatch):
+    from ser_train import augment
+
+    shifted = []
+    other_voice = augment.other_voice
+
+    def spy_voice(x, rng, p, max_semitones):
+        shifted.append(len(x))
+        return other_voice(x, rng, p, max_semitones)
+
+    monkeypatch.setattr(augment, "other_voice", spy_voice)
+    summary = short_training(small_dataset, tmp_path / "model", "--voice-augment", "1.0", "--voice-generator", "synth",
+                             "--epochs", "1")
+    assert summary["args"]["voice_generator"] == ["synth"] and shifted  # every clip of the small set is synth's
+    with pytest.raises(ValueError, match="flite"):
+        short_training(small_dataset, tmp_path / "refused", "--voice-augment", "1.0", "--voice-generator", "flite")
