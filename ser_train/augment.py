@@ -23,6 +23,8 @@ import numpy as np
 from scipy.signal import butter, fftconvolve, sosfilt
 
 SAMPLE_RATE = 16_000
+# other_voice's widest pitch-and-formant shift unless told otherwise (train --voice-semitones), in semitones.
+VOICE_SEMITONES = 2.0
 # Lossy codecs and bit rates a voice message or a call plausibly went through.
 CODECS = (("libopus", "ogg", 12_000), ("libopus", "ogg", 24_000), ("libmp3lame", "mp3", 32_000),
           ("libmp3lame", "mp3", 64_000), ("libopencore_amrnb", "amr", 12_200))
@@ -131,7 +133,7 @@ def colour(x: np.ndarray, rng: np.random.Generator, depth_db: float = 8.0, point
 
 
 def other_voice(x: np.ndarray, rng: np.random.Generator, p: float = 0.5,
-                max_semitones: float = 2.0) -> tuple[np.ndarray, float]:
+                max_semitones: float = VOICE_SEMITONES) -> tuple[np.ndarray, float]:
     """With probability ``p``, the clip as another voice: a random pitch-and-formant shift (each with
     probability 0.7, up to ``max_semitones`` either way) and a random spectral colouring (0.7). Same length,
     float32 within [-1, 1]; the clip unchanged with 1 - ``p``. Also returns the shift in semitones (0 for

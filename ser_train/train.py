@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from ser_serve.audio import load_waveform
+from ser_train.augment import VOICE_SEMITONES
 from ser_train.presets import DEFAULT_LABELS, PRESETS, make_preset_checkpoint
 from ser_serve.errors import InvalidCheckpoint
 from ser_serve.model.checkpoint import SUPPORTED_MODEL_TYPES, validate_checkpoint
@@ -77,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--voice-augment", type=float, default=0.0,
                         help="probability that a training clip is made to sound like another voice first "
                              "(ser_train.augment.other_voice: pitch-and-formant shift, spectral colouring; 0: never)")
-    parser.add_argument("--voice-semitones", type=float, default=2.0,
+    parser.add_argument("--voice-semitones", type=float, default=VOICE_SEMITONES,
                         help="largest pitch-and-formant shift of --voice-augment, in semitones either way "
                              "(speakers of one sex differ by about 4; men and women by about 12)")
     parser.add_argument("--voice-generator", action="append", default=[], metavar="NAME",
@@ -158,7 +159,7 @@ class AugmentedClips:
     """
 
     def __init__(self, decoded, extractor, probability: float, seed: int, voice_probability: float = 0.0,
-                 voice_semitones: float = 2.0, voice_clips: list[bool] | None = None):
+                 voice_semitones: float = VOICE_SEMITONES, voice_clips: list[bool] | None = None):
         from ser_train.augment import random_codec
 
         self.decoded, self.extractor, self.probability = decoded, extractor, probability
