@@ -277,7 +277,7 @@ def test_serve_engine_triton_restarts_a_crashed_model_process_and_stops_on_sigte
         assert answered is not None, "Triton was not restarted"
         # The gateway's probe must turn ready again by itself, polled as an orchestrator polls it: one CI run read
         # it once, right after the first answer, and got 503 (not reproduced here; the probe asks the fresh Triton
-        # twice with a 2 s timeout and counts its model processes). Its log comes with a timeout.
+        # twice with a 2 s timeout and counts its model processes). A timeout reports Triton's log.
         triton_log = tmp_path / "work" / "triton" / "tritonserver.log"
         wait_until_ready(gateway, timeout=180, still_running=lambda: serve.poll() is None,
                          describe=lambda: triton_log.read_text(errors="replace")[-4000:])
