@@ -338,13 +338,13 @@ def train(args) -> dict:
     if args.freeze_feature_encoder:
         model.freeze_feature_encoder()
     label2id = {label: int(i) for i, label in model.config.id2label.items()}
-    decoded_train = decode_all(train_examples, label2id, "decode train")
-    voice_clips = None
+    voice_clips = None  # checked before the long decode, so that a misspelt name fails at once
     if args.voice_generator:
         unheard = sorted(set(args.voice_generator) - {e.extra for e in train_examples})
         if unheard:
             raise ValueError(f"--voice-generator {unheard}: no training clip has that {args.generator_column}")
         voice_clips = [e.extra in args.voice_generator for e in train_examples]
+    decoded_train = decode_all(train_examples, label2id, "decode train")
     train_data = AugmentedClips(decoded_train, extractor, args.augment, args.seed, args.voice_augment,
                                 args.voice_semitones, voice_clips)
     targets, head, hop = None, None, int(np.prod(model.config.conv_stride))
