@@ -187,22 +187,31 @@ def test_training_with_the_clip_measure_loss_lowers_it_and_saves_a_plain_checkpo
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
 
 
-def test_wider_voice_shifts_reach_the_clip_measure_targets(small_dataset, tmp_path, monkeypatch):
-    from ser_train import augment, prosody_probe
+def spy_on_voice_shifts(monkeypatch) -> list[float]:
+    """Every call of ``augment.other_voice`` from now on appends the shift it drew (0 for none) to the list returned."""
+    from ser_train import augment
 
-    shifts, targeted = [], []
-    other_voice, after_voice_shift = augment.other_voice, prosody_probe.after_voice_shift
+    shifts, other_voice = [], augment.other_voice
 
     def spy_voice(x, rng, p, max_semitones):
         y, semitones = other_voice(x, rng, p, max_semitones)
         shifts.append(semitones)
         return y, semitones
 
+    monkeypatch.setattr(augment, "other_voice", spy_voice)
+    return shifts
+
+
+def test_wider_voice_shifts_reach_the_clip_measure_targets(small_dataset, tmp_path, monkeypatch):
+    from ser_train import prosody_probe
+
+    targeted, after_voice_shift = [], prosody_probe.after_voice_shift
+    shifts = spy_on_voice_shifts(monkeypatch)
+
     def spy_measures(rows, semitones):
         targeted.extend(semitones)
         return after_voice_shift(rows, semitones)
 
-    monkeypatch.setattr(augment, "other_voice", spy_voice)
     monkeypatch.setattr(prosody_probe, "after_voice_shift", spy_measures)
     summary = short_training(small_dataset, tmp_path / "model", "--measure-weight", "1.0",
                              "--voice-augment", "1.0", "--voice-semitones", "4", "--epochs", "1")
@@ -258,22 +267,13 @@ def test_training_shifts_the_voices_of_the_named_generator_only_and_refuses_an_u
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ser_train import augment
-
     # Half the training clips relabelled as another generator's: only synth's may have their voice shifted.
     table = pq.read_table(small_dataset["train"])
     generators = ["synth" if i % 2 else "flite" for i in range(table.num_rows)]
     table = table.set_column(table.schema.get_field_index("generator"), "generator", pa.array(generators))
     pq.write_table(table, tmp_path / "train.parquet")
     data = {**small_dataset, "train": tmp_path / "train.parquet"}
-    shifted = []
-    other_voice = augment.other_voice
-
-    def spy_voice(x, rng, p, max_semitones):
-        shifted.append(len(x))
-        return other_voice(x, rng, p, max_semitones)
-
-    monkeypatch.setattr(augment, "other_voice", spy_voice)
+    shifted = spy_on_voice_shifts(monkeypatch)  # one entry per clip offered a voice shift
     summary = short_training(data, tmp_path / "model", "--voice-augment", "1.0", "--voice-generator", "synth",
                              "--epochs", "1")
     assert summary["args"]["voice_generator"] == ["synth"]
