@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 
 from ser_serve.names import TIMELINE_MODEL
-from ser_serve.workspace import BUILD_DIR, DEMO_MODEL_DIR, MODEL_STORE, TINY_MODEL_DIR, WORKDIR, default_model_dir
+from ser_serve.workspace import BUILD_DIR, MODEL_STORE, TINY_MODEL_DIR, WORKDIR, default_model_dir
 
 # The server's settings shipped with the package (loopback, tokens on, management off).
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "engines" / "torchserve" / "defaults" / "config.properties"
@@ -194,32 +193,10 @@ def _archive(args) -> int:
 
 
 def _sample(args) -> None:
-    """A synthetic 'happy' utterance from the voice the demo model was trained on."""
-    import numpy as np
+    from ser_serve.sample import write_synthetic_sample
 
-    from ser_tools.encode import encode
-    from ser_train.synth import Speaker, utterance
-
-    fmt = args.out.suffix.lstrip(".").lower() or "wav"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    samples = utterance("happy", 2.5, Speaker(base_f0=190.0, tract_scale=1.1), np.random.default_rng(1), snr_db=35)
-    args.out.write_bytes(encode(samples, 16_000, fmt))
+    write_synthetic_sample(args.out)
     print(f"wrote {args.out} (a synthetic 'happy' utterance)")
-
-
-def _write_serve_sample(path: Path) -> str:
-    """The clip `serve` suggests trying: the demo's 'happy' voice, or (without the training extra) a plain voice-like tone."""
-    try:
-        _sample(argparse.Namespace(out=path))
-        return "a synthetic 'happy' utterance"
-    except ImportError:  # scipy (training extra) not installed: the server itself does not need it
-        import soundfile
-
-        from ser_serve.model.calibration import voice
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        soundfile.write(path, voice(2.5), 16_000)
-        return "a voice-like test tone"
 
 
 def _predict(args) -> int:
@@ -302,10 +279,6 @@ def _timeline(args) -> int:
 
 
 def _serve(args) -> int:
-    from ser_serve.engines.torchserve.archive import TIMELINE_MODEL, build_archive
-    from ser_serve.packaging import DEFAULT_MODEL_CONFIG
-    from ser_serve.errors import InvalidCheckpoint, InvalidSettings
-
     production = args.profile == "production"
     if production and not (args.token_file or args.no_auth):
         print("error: the production profile needs --token-file (or SER_SERVE_TOKEN_FILE) with the token clients "
@@ -320,45 +293,12 @@ def _serve(args) -> int:
 
         make_preset_checkpoint("tiny", model_dir)
     if args.engine == "triton":
-        return _serve_triton(args, model_dir)
-    try:  # build_archive validates the checkpoint, weights included, before writing anything
-        archive = build_archive(model_dir, args.model_store, "ser", args.model_config or DEFAULT_MODEL_CONFIG,
-                                precision=args.precision)
-        # The same checkpoint as the long-recording model, served next to it from the same store.
-        build_archive(model_dir, args.model_store, TIMELINE_MODEL, args.model_config or DEFAULT_MODEL_CONFIG,
-                      timeline=True, precision=args.precision)
-    except (InvalidCheckpoint, InvalidSettings) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from ser_serve.logs import configure_logging
+        from ser_serve.serve_triton import serve_triton
 
-    configure_logging(args.log_format or ("json" if production else "text"))
-    _say_which_model(model_dir)
-    print(f"built {archive}", flush=True)
-    return _run_behind_gateway(args, production)
+        return serve_triton(args, model_dir)
+    from ser_serve.serve_torchserve import serve_torchserve
 
-
-def _serve_triton(args, model_dir: Path) -> int:
-    from ser_serve.logs import configure_logging
-    from ser_serve.serve_triton import serve_triton
-
-    configure_logging(args.log_format or ("json" if args.profile == "production" else "text"))
-    _say_which_model(model_dir)
-    workdir = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    sample = workdir / "sample.wav"
-    return serve_triton(args, model_dir, sample, _write_serve_sample(sample))
-
-
-def _say_which_model(model_dir: Path) -> None:
-    if model_dir == TINY_MODEL_DIR.resolve():
-        print("NOTE: serving the built-in 'tiny' checkpoint. It is UNTRAINED (random weights):\n"
-              "      its answers are meaningless. Serve your own with MODEL_DIR=/path/to/checkpoint.")
-    elif model_dir == DEMO_MODEL_DIR.resolve():
-        print("NOTE: serving the demo model. It was trained on SYNTHETIC speech made by this project\n"
-              "      (ser_train/synth.py and text-to-speech engines, emotions acted by rule), not on real\n"
-              "      recordings: it is not a real emotion model.\n"
-              "      Serve your own with MODEL_DIR=/path/to/checkpoint.")
+    return serve_torchserve(args, model_dir)
 
 
 def _gateway(args) -> int:
@@ -395,54 +335,6 @@ def _gateway(args) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=20)
     return 0
-
-
-def _run_behind_gateway(args, production: bool) -> int:
-    """TorchServe on internal ports, the gateway on the public address; see ser_serve/supervisor.py."""
-    from urllib.parse import urlsplit
-
-    from ser_serve.engines.torchserve.server import TorchServe, free_port, read_properties, with_free_ports, write_properties
-    from ser_serve.gateway.app import Auth, Engine
-    from ser_serve.supervisor import GatewaySettings, serve
-
-    properties = read_properties(args.config)
-    public = urlsplit(properties.get("inference_address", "http://127.0.0.1:8080"))
-    host = args.host or ("0.0.0.0" if production else public.hostname)
-    port = args.port or public.port or 8080
-    if production:
-        # TorchServe is internal to the pod: every listener on a free loopback port, its own tokens off
-        # (the gateway authenticates), gRPC not exposed.
-        properties = {**with_free_ports(properties), "disable_token_authorization": "true"}
-    else:
-        properties = {**properties, "inference_address": f"http://127.0.0.1:{free_port()}"}
-    workdir = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = write_properties(properties, workdir / "torchserve.properties")
-    torchserve = TorchServe(config, args.model_store, workdir, models="ser=ser.mar ser-timeline=ser-timeline.mar")
-    engine = Engine(predictions_url=torchserve.inference_url, metrics_url=torchserve.metrics_url,
-                    alive=torchserve.is_running, ready=torchserve.is_ready, engine_auth=torchserve.auth_headers)
-    auth = Auth(token_file=args.token_file.resolve() if args.token_file else None, pass_through=not production)
-    url = f"http://{host}:{port}"
-    sample = workdir / "sample.wav"
-    sample_kind = _write_serve_sample(sample)
-
-    def announce() -> None:
-        if production:  # no secrets in logs: the token is the operator's
-            logging.getLogger("ser_serve.supervisor").info("ready", extra={"url": url, "model": "ser"})
-            return
-        token = torchserve.token("inference")
-        print(f"\nserving models 'ser' and 'ser-timeline' at {url} (gRPC {torchserve.grpc_inference_target}).")
-        print(f"Inference token: {token}   (management token and key file: {workdir / 'key_file.json'})")
-        print(f"Try it with {sample_kind}:\n")
-        print(f'  curl -H "Authorization: Bearer {token}" -T {sample} {url}/predictions/ser\n')
-        print(f"Or open {url}/ in a browser (record or pick a file), or use the card's API:\n")
-        print(f"  curl -F file=@{sample} {url}/predict\n")
-        print("A long recording (a stereo call: one lane per channel) as an emotion timeline:\n")
-        print(f'  curl -H "Authorization: Bearer {token}" -H "X-Channels: separate" -T call.wav {url}/predictions/ser-timeline\n')
-        print("Press Ctrl-C (or send SIGTERM) to drain and stop.", flush=True)
-
-    print(f"starting TorchServe (log: {torchserve.log_file}) ...", flush=True)
-    return serve(torchserve, engine, auth, GatewaySettings(host, port, args.drain_seconds), on_ready=announce)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,10 @@ from ser_serve.engines.triton.repository import build_repository
 from ser_serve.engines.triton.server import TritonServer
 from ser_serve.errors import InvalidCheckpoint, InvalidSettings
 from ser_serve.gateway.app import Auth, Engine
+from ser_serve.logs import configure_logging
+from ser_serve.sample import write_serve_sample
 from ser_serve.supervisor import GatewaySettings, serve
+from ser_serve.workspace import say_which_model
 
 logger = logging.getLogger("ser_serve.supervisor")
 
@@ -31,11 +34,16 @@ def write_curl_body(audio: Path, destination: Path) -> tuple[Path, int]:
     return destination, int(headers["Inference-Header-Content-Length"])
 
 
-def serve_triton(args, model_dir: Path, sample: Path, sample_kind: str) -> int:
+def serve_triton(args, model_dir: Path) -> int:
     """Build the repository, then run Triton and the gateway until a signal; the command's exit code."""
     import torch
 
+    configure_logging(args.log_format or ("json" if args.profile == "production" else "text"))
+    say_which_model(model_dir)
     workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    sample = workdir / "sample.wav"
+    sample_kind = write_serve_sample(sample)
     gpu = torch.cuda.is_available()  # instances on GPU 0 when there is one (ser.gpu settings then apply)
     try:
         repository = build_repository(model_dir, workdir / "triton-repository", args.model_config or

@@ -19,3 +19,15 @@ BUILD_DIR = Path("build")               # datasets, clip caches, benchmark and l
 def default_model_dir() -> Path:
     """The demo model when the working directory has it, else the untrained tiny checkpoint."""
     return DEMO_MODEL_DIR if (DEMO_MODEL_DIR / "config.json").exists() else TINY_MODEL_DIR
+
+
+def say_which_model(model_dir: Path) -> None:
+    """What ``serve`` says before it starts when the model is one of the project's own, not the user's."""
+    if model_dir == TINY_MODEL_DIR.resolve():
+        print("NOTE: serving the built-in 'tiny' checkpoint. It is UNTRAINED (random weights):\n"
+              "      its answers are meaningless. Serve your own with MODEL_DIR=/path/to/checkpoint.")
+    elif model_dir == DEMO_MODEL_DIR.resolve():
+        print("NOTE: serving the demo model. It was trained on SYNTHETIC speech made by this project\n"
+              "      (ser_train/synth.py and text-to-speech engines, emotions acted by rule), not on real\n"
+              "      recordings: it is not a real emotion model.\n"
+              "      Serve your own with MODEL_DIR=/path/to/checkpoint.")
