@@ -19,11 +19,9 @@ from ser_serve.engines.torchserve.archive import build_archive
 from ser_serve.engines.torchserve.server import TorchServe, free_port, read_properties, with_free_ports, write_properties
 from ser_serve.errors import InvalidCheckpoint, InvalidSettings
 from ser_serve.gateway.app import Auth, Engine
-from ser_serve.logs import configure_logging
 from ser_serve.names import TIMELINE_MODEL
-from ser_serve.sample import write_serve_sample
 from ser_serve.supervisor import GatewaySettings, serve
-from ser_serve.workspace import say_which_model
+from ser_serve.workspace import start_serving
 
 
 def serve_torchserve(args, model_dir: Path) -> int:
@@ -40,8 +38,7 @@ def serve_torchserve(args, model_dir: Path) -> int:
     except (InvalidCheckpoint, InvalidSettings) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(args.log_format or ("json" if production else "text"))
-    say_which_model(model_dir)
+    workdir, sample, sample_kind = start_serving(args, model_dir)
     print(f"built {archive}", flush=True)
 
     properties = read_properties(args.config)
@@ -54,16 +51,12 @@ def serve_torchserve(args, model_dir: Path) -> int:
         properties = {**with_free_ports(properties), "disable_token_authorization": "true"}
     else:
         properties = {**properties, "inference_address": f"http://127.0.0.1:{free_port()}"}
-    workdir = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
     config = write_properties(properties, workdir / "torchserve.properties")
     torchserve = TorchServe(config, args.model_store, workdir, models="ser=ser.mar ser-timeline=ser-timeline.mar")
     engine = Engine(predictions_url=torchserve.inference_url, metrics_url=torchserve.metrics_url,
                     alive=torchserve.is_running, ready=torchserve.is_ready, engine_auth=torchserve.auth_headers)
     auth = Auth(token_file=args.token_file.resolve() if args.token_file else None, pass_through=not production)
     url = f"http://{host}:{port}"
-    sample = workdir / "sample.wav"
-    sample_kind = write_serve_sample(sample)
 
     def announce() -> None:
         if production:  # no secrets in logs: the token is the operator's

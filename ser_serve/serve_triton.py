@@ -19,10 +19,8 @@ from ser_serve.engines.triton.repository import build_repository
 from ser_serve.engines.triton.server import TritonServer
 from ser_serve.errors import InvalidCheckpoint, InvalidSettings
 from ser_serve.gateway.app import Auth, Engine
-from ser_serve.logs import configure_logging
-from ser_serve.sample import write_serve_sample
 from ser_serve.supervisor import GatewaySettings, serve
-from ser_serve.workspace import say_which_model
+from ser_serve.workspace import start_serving
 
 logger = logging.getLogger("ser_serve.supervisor")
 
@@ -38,12 +36,7 @@ def serve_triton(args, model_dir: Path) -> int:
     """Build the repository, then run Triton and the gateway until a signal; the command's exit code."""
     import torch
 
-    configure_logging(args.log_format or ("json" if args.profile == "production" else "text"))
-    say_which_model(model_dir)
-    workdir = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    sample = workdir / "sample.wav"
-    sample_kind = write_serve_sample(sample)
+    workdir, sample, sample_kind = start_serving(args, model_dir)
     gpu = torch.cuda.is_available()  # instances on GPU 0 when there is one (ser.gpu settings then apply)
     try:
         repository = build_repository(model_dir, workdir / "triton-repository", args.model_config or

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ser_serve.logs import configure_logging
+from ser_serve.sample import write_serve_sample
+
 DEMO_MODEL_DIR = Path("models/demo")    # committed: trained on synthetic speech
 TINY_MODEL_DIR = Path("models/tiny")    # generated on demand: random init, untrained
 WORKDIR = Path(".serve")                # key file, logs and the sample clip of `ser-serve serve`
@@ -31,3 +34,14 @@ def say_which_model(model_dir: Path) -> None:
               "      (ser_train/synth.py and text-to-speech engines, emotions acted by rule), not on real\n"
               "      recordings: it is not a real emotion model.\n"
               "      Serve your own with MODEL_DIR=/path/to/checkpoint.")
+
+
+def start_serving(args, model_dir: Path) -> tuple[Path, Path, str]:
+    """What ``serve`` does on either engine before it launches one: logging (JSON in production), the model note,
+    the work folder and the clip it suggests trying. Returns the work folder, the clip and how the clip was made."""
+    configure_logging(args.log_format or ("json" if args.profile == "production" else "text"))
+    say_which_model(model_dir)
+    workdir = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    sample = workdir / "sample.wav"
+    return workdir, sample, write_serve_sample(sample)
