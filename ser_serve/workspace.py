@@ -3,6 +3,7 @@
 ``make`` runs the commands from the checkout's root, so these are the
 checkout's ``models/``, ``model_store/``, ``.serve/`` and ``build/``. An
 installed package writes next to its user, never into site-packages.
+And what ``serve`` does in them before either engine starts (:func:`start_serving`).
 """
 
 from __future__ import annotations
