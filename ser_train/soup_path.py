@@ -1,14 +1,22 @@
-"""Accuracy along the straight line between two soup members' weights: why a soup works or does not.
+"""Accuracy along the straight line between two checkpoints' weights: why a soup works or does not.
 
 A soup (ser_train/soup.py) is the point half-way along this line. If the two
 runs lie in one basin of the loss, accuracy stays level (or rises) between
 them; a dip in the middle is a barrier between two basins, and the soup sits
 at its bottom. Scored on the first member's validation clips and, with
-``--holdout``, on that generator's test clips; raw logits (each member's folded
-temperature taken out), so only accuracy is compared.
+``--holdout`` / ``--test``, on those generators' test clips; raw logits (each
+member's folded temperature taken out), so only accuracy is compared.
+
+The second member may also be the checkpoint the first was fine-tuned from
+(stage 1): the line between them is weight-space ensembling of the fine-tuned
+model with its start (Wortsman et al. 2022, "Robust fine-tuning of zero-shot
+models"), which can keep what the start knew (here: the synthetic voice)
+without losing what fine-tuning taught.
 
     python -m ser_train.soup_path --members build/logo/espeak-ng/seed-0/model build/logo/espeak-ng/seed-1/model \
         --holdout espeak-ng --out build/soup-path
+    python -m ser_train.soup_path --members build/logo/hts/model build/demo-stage1 --holdout hts --test synth \
+        --steps 10 --out build/wise-hts
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", nargs=2, type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("build/data"))
-    parser.add_argument("--holdout", help="also score this generator's test clips")
+    parser.add_argument("--holdout", nargs="+", default=[], help="also score these generators' test clips (each "
+                        "labelled held out: the first member never trained on it)")
+    parser.add_argument("--test", nargs="+", default=[], help="also score these generators' test clips (trained on)")
     parser.add_argument("--steps", type=int, default=4, help="segments of the line (4: weights 0, 0.25, ..., 1)")
     parser.add_argument("--out", type=Path, required=True, help="writes soup-path.json and soup-path.png here")
     return parser.parse_args(argv)
@@ -36,12 +46,21 @@ def clip_sets(args, log: dict, extractor, label2id) -> dict[str, list]:
 
     member_args = soup.recorded_args(log)
     sets = {"validation": soup.validation_clips(member_args, label2id)}
-    if args.holdout:
+    scored = [(g, f"{g} test (held out)") for g in args.holdout] + [(g, f"{g} test") for g in args.test]
+    if scored:
         test = train.read_examples(args.data / "test.parquet", member_args.audio_column, member_args.label_column,
                                    id2label=member_args.label_names, extra_column=member_args.generator_column)
-        sets[f"{args.holdout} test (held out)"] = train.decode_all([e for e in test if e.extra == args.holdout],
-                                                                   label2id, f"decode {args.holdout} test")
+        for generator, name in scored:
+            clips = [e for e in test if e.extra == generator]
+            if not clips:
+                raise SystemExit(f"{args.data / 'test.parquet'} has no clips of generator {generator!r}")
+            sets[name] = train.decode_all(clips, label2id, f"decode {generator} test")
     return {name: [(train.features(x, extractor), y) for x, y in decoded] for name, decoded in sets.items()}
+
+
+def short_name(member: Path) -> str:
+    """build/logo/hts/seed-0/model -> seed-0; build/demo-stage1 -> demo-stage1."""
+    return member.parent.name if member.name == "model" else member.name
 
 
 def main(argv=None) -> int:
@@ -79,9 +98,9 @@ def main(argv=None) -> int:
     for name in sets:
         ax.plot(weights, [r[name] for r in rows], marker="o", label=name)
     ax.axvline(0.5, color="grey", linestyle=":", label="the soup")
-    ax.set_xlabel(f"weight of {args.members[1].parent.name} (0: {args.members[0].parent.name})")
+    ax.set_xlabel(f"weight of {short_name(args.members[1])} (0: {short_name(args.members[0])})")
     ax.set_ylabel("accuracy")
-    ax.set_title("Between two seeds' weights")
+    ax.set_title("Between two checkpoints' weights")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out / "soup-path.png", dpi=120)

@@ -135,3 +135,19 @@ def test_the_path_between_two_members_starts_and_ends_at_them(made, tmp_path):
     for row, member in ((path[0], members[0]), (path[-1], members[1])):
         assert row["validation"] == json.loads((member / "training_log.json").read_text())["best_val_accuracy"]
     assert (tmp_path / "soup-path.png").stat().st_size > 0
+
+
+def test_the_path_scores_each_named_generators_test_clips(made, small_dataset, tmp_path):
+    """--holdout / --test: the line between a fine-tuned model and another checkpoint, scored on test clips too;
+    a generator with no test clips is refused, not scored as an empty set."""
+    from ser_train import soup_path
+
+    _, members = made
+    data = ["--data", str(small_dataset["test"].parent)]
+    assert soup_path.main(["--members", *map(str, members), "--steps", "1", "--test", "synth", *data,
+                           "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "soup-path.json").read_text())["path"]
+    assert [sorted(row) for row in rows] == [["synth test", "validation", "weight_of_second"]] * 2
+    assert all(0.0 <= row["synth test"] <= 1.0 for row in rows)
+    with pytest.raises(SystemExit, match="no clips of generator 'hts'"):
+        soup_path.main(["--members", *map(str, members), "--holdout", "hts", *data, "--out", str(tmp_path / "x")])
