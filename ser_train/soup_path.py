@@ -85,27 +85,38 @@ def main(argv=None) -> int:
             row[name] = train.accuracy(model, data, torch.device("cpu"))[0]
         rows.append(row)
         print(json.dumps(row), flush=True)
+    # Two runs from one start: the half-way point is their soup. A run and its own start: no soup, only the line.
+    starts = [log["args"].get("init_from") for log in logs]
+    result = {"members": [str(m) for m in args.members], "soup_at_half": bool(starts[0]) and starts[0] == starts[1],
+              "path": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "soup-path.json").write_text(json.dumps({"members": [str(m) for m in args.members], "path": rows},
-                                                        indent=2))
+    (args.out / "soup-path.json").write_text(json.dumps(result, indent=2))
+    plot(result, args.out / "soup-path.png")
+    return 0
+
+
+def plot(result: dict, path: Path) -> None:
+    """Accuracy of each scored set against the second member's weight (``result``: what soup-path.json holds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = result["path"]
+    first, second = (Path(m) for m in result["members"])
     fig, ax = plt.subplots(figsize=(6, 3.6))
     weights = [r["weight_of_second"] for r in rows]
-    for name in sets:
+    for name in (k for k in rows[0] if k != "weight_of_second"):
         ax.plot(weights, [r[name] for r in rows], marker="o", label=name)
-    ax.axvline(0.5, color="grey", linestyle=":", label="the soup")
-    ax.set_xlabel(f"weight of {short_name(args.members[1])} (0: {short_name(args.members[0])})")
+    if result["soup_at_half"]:
+        ax.axvline(0.5, color="grey", linestyle=":", label="the soup")
+    ax.set_xlabel(f"weight of {short_name(second)} (0: {short_name(first)})")
     ax.set_ylabel("accuracy")
     ax.set_title("Between two checkpoints' weights")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.out / "soup-path.png", dpi=120)
-    return 0
-
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 if __name__ == "__main__":
     raise SystemExit(main())

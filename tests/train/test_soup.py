@@ -129,8 +129,10 @@ def test_the_path_between_two_members_starts_and_ends_at_them(made, tmp_path):
 
     _, members = made
     assert soup_path.main(["--members", *map(str, members), "--steps", "2", "--out", str(tmp_path)]) == 0
-    path = json.loads((tmp_path / "soup-path.json").read_text())["path"]
+    result = json.loads((tmp_path / "soup-path.json").read_text())
+    path = result["path"]
     assert [row["weight_of_second"] for row in path] == [0.0, 0.5, 1.0]
+    assert result["soup_at_half"]  # two seeds from one start: the half-way point is their soup
     # Each end is a member itself: its validation accuracy is what its training saved it for.
     for row, member in ((path[0], members[0]), (path[-1], members[1])):
         assert row["validation"] == json.loads((member / "training_log.json").read_text())["best_val_accuracy"]
@@ -146,7 +148,8 @@ def test_the_path_scores_each_named_generators_test_clips(made, small_dataset, t
     data = ["--data", str(small_dataset["test"].parent)]
     assert soup_path.main(["--members", *map(str, members), "--steps", "1", "--test", "synth", *data,
                            "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "soup-path.json").read_text())["path"]
+    result = json.loads((tmp_path / "soup-path.json").read_text())
+    rows = result["path"]
     assert [sorted(row) for row in rows] == [["synth test", "validation", "weight_of_second"]] * 2
     assert all(0.0 <= row["synth test"] <= 1.0 for row in rows)
     with pytest.raises(SystemExit, match="no clips of generator 'hts'"):
