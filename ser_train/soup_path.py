@@ -11,7 +11,8 @@ The second member may also be the checkpoint the first was fine-tuned from
 (stage 1): the line between them is weight-space ensembling of the fine-tuned
 model with its start (Wortsman et al. 2022, "Robust fine-tuning of zero-shot
 models"), which can keep what the start knew (here: the synthetic voice)
-without losing what fine-tuning taught.
+without losing what fine-tuning taught. For the demo model it did neither
+(benchmarks/results/demo-recipe-wise/).
 
     python -m ser_train.soup_path --members build/logo/espeak-ng/seed-0/model build/logo/espeak-ng/seed-1/model \
         --holdout espeak-ng --out build/soup-path
@@ -117,6 +118,7 @@ def plot(result: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -148,8 +148,7 @@ def test_the_path_scores_each_named_generators_test_clips(made, small_dataset, t
     data = ["--data", str(small_dataset["test"].parent)]
     assert soup_path.main(["--members", *map(str, members), "--steps", "1", "--test", "synth", *data,
                            "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / "soup-path.json").read_text())
-    rows = result["path"]
+    rows = json.loads((tmp_path / "soup-path.json").read_text())["path"]
     assert [sorted(row) for row in rows] == [["synth test", "validation", "weight_of_second"]] * 2
     assert all(0.0 <= row["synth test"] <= 1.0 for row in rows)
     with pytest.raises(SystemExit, match="no clips of generator 'hts'"):
