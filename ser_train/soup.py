@@ -143,6 +143,12 @@ def validation_clips(args: argparse.Namespace, label2id: dict[str, int]) -> list
     return train.decode_all(examples, label2id, "decode validation")
 
 
+def one_start(logs: list[dict]) -> bool:
+    """Whether every run was fine-tuned from one and the same ``--init-from`` checkpoint (what a soup needs)."""
+    starts = [log["args"].get("init_from") for log in logs]
+    return bool(starts[0]) and all(start == starts[0] for start in starts)
+
+
 def soup(members: list[Path], out: Path, calibrate: bool = True) -> dict:
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
@@ -151,9 +157,9 @@ def soup(members: list[Path], out: Path, calibrate: bool = True) -> dict:
     if len(members) < 2:
         raise SystemExit("a soup needs two or more members")
     logs = [training_log(m) for m in members]
-    starts = [log["args"].get("init_from") for log in logs]
-    if not starts[0] or any(start != starts[0] for start in starts):
-        # Two random inits put the same feature in different units: their average is no model at all.
+    # Two random inits put the same feature in different units: their average is no model at all.
+    if not one_start(logs):
+        starts = [log["args"].get("init_from") for log in logs]
         raise SystemExit("a soup averages runs fine-tuned from one checkpoint (`ser-serve train --init-from`); the "
                          f"members started from {dict(zip(map(str, members), starts))}")
     models = [AutoModelForAudioClassification.from_pretrained(m) for m in members]

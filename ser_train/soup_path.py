@@ -87,9 +87,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print(json.dumps(row), flush=True)
     # Two runs from one start: the half-way point is their soup. A run and its own start: no soup, only the line.
-    starts = [log["args"].get("init_from") for log in logs]
-    result = {"members": [str(m) for m in args.members], "soup_at_half": bool(starts[0]) and starts[0] == starts[1],
-              "path": rows}
+    result = {"members": [str(m) for m in args.members], "soup_at_half": soup.one_start(logs), "path": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soup-path.json").write_text(json.dumps(result, indent=2))
     plot(result, args.out / "soup-path.png")
