@@ -11,7 +11,9 @@ Optionally: on-the-fly augmentation of the training clips (``--augment``,
 codecs; ``--voice-augment``: first a pitch-and-formant shift and a spectral
 colouring, so that a clip sounds like another voice), label smoothing, an
 auxiliary frame-level prosody loss (``--prosody-weight``, ``ser_train.prosody``),
-training without some generators (``--exclude-generator``, for
+a voice-generator adversary whose gradient is reversed into the network
+(``--adversary-weight``, ``ser_train.adversary``), training without some
+generators (``--exclude-generator``, for
 leave-one-generator-out evaluation), and, by default, temperature
 calibration on the validation clips folded into the saved classifier
 (``ser_train.calibrate``), with T and the validation ECE before and after in
@@ -99,6 +101,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="weight of a training-only distillation loss: cross-entropy against the prosody probe's "
                              "label probabilities for each clip (ser_train.prosody_probe's boosted trees on the eleven "
                              "measures, out-of-fold: each clip's from trees that did not see it; 0: off)")
+    parser.add_argument("--adversary-weight", type=float, default=0.0,
+                        help="weight of a voice-generator adversary (ser_train.adversary: a classifier of which "
+                             "generator made the clip, on the mean-pooled last hidden state, its gradient reversed "
+                             "into the network, which so learns a clip summary that says less about the voice; "
+                             "0: off; not saved)")
     parser.add_argument("--generator-column", default="generator", help="column naming each clip's voice generator")
     parser.add_argument("--exclude-generator", action="append", default=[], metavar="NAME",
                         help="leave this generator's clips out of training and validation (repeatable)")
@@ -119,8 +126,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def load_split(path: Path, split: str | None, args) -> list:
     examples = read_examples(path, args.audio_column, args.label_column, split=split, split_column=args.split_column,
                              id2label=args.label_names,
-                             extra_column=args.generator_column if args.exclude_generator or args.voice_generator
-                             else None)
+                             extra_column=args.generator_column
+                             if args.exclude_generator or args.voice_generator or args.adversary_weight else None)
     if args.exclude_generator:
         examples = [e for e in examples if e.extra not in args.exclude_generator]
     return examples
@@ -254,6 +261,19 @@ def accuracy(model, data, device) -> tuple[float, float]:
     return correct / len(data), loss / len(data)
 
 
+def keep_last_hidden_state(model) -> dict:
+    """A dict whose "state" is, after each forward pass, the backbone's last hidden state: the frames the
+    classifier pools. Not ``output_hidden_states``: with layer drop in training, that tuple leaves out the
+    dropped layers, and is empty when every layer is dropped (seen with the tiny preset's two layers)."""
+    kept = {}
+
+    def keep(module, inputs, output):
+        kept["state"] = output[0]
+
+    model.base_model.register_forward_hook(keep)
+    return kept
+
+
 # A run whose steps keep coming out non-finite has diverged: stop rather than save a broken model.
 MAX_CONSECUTIVE_SKIPPED = 20
 
@@ -375,12 +395,21 @@ def train(args) -> dict:
                                              .astype(np.float32))
         probe_accuracy = float((probe_targets.argmax(1).numpy() == train_labels).mean())
         print(f"prosody probe, out of fold on the training clips: accuracy {probe_accuracy:.3f}", flush=True)
+    adversary, generator_ids = None, None
+    if args.adversary_weight:
+        from ser_train.adversary import GeneratorAdversary
+
+        generators = sorted({e.extra for e in train_examples})
+        generator_ids = torch.tensor([generators.index(e.extra) for e in train_examples])
+        adversary = GeneratorAdversary(model.config.hidden_size, len(generators)).to(device)
+        print(f"generator adversary over {generators}", flush=True)
     decoded_val = decode_all(val_examples, label2id, "decode validation")
     val_data = [(features(x, extractor), label) for x, label in decoded_val]
     crop = int(args.crop_seconds * 16_000)
     steps_per_epoch = plan_size(train_data, args.batch_size)
     total_steps = steps_per_epoch * args.epochs if not args.max_steps else min(args.max_steps, steps_per_epoch * args.epochs)
-    heads = [h for h in (head, measure_head) if h is not None]
+    heads = [h for h in (head, measure_head, adversary) if h is not None]
+    last_hidden = keep_last_hidden_state(model)  # what the heads read: the classifier's input frames
     parameters = list(model.parameters()) + [p for h in heads for p in h.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, min(args.warmup_steps, total_steps // 5), total_steps)
@@ -394,25 +423,32 @@ def train(args) -> dict:
           f"{steps_per_epoch} steps per epoch, {total_steps} steps", flush=True)
     for epoch in range(1, args.epochs + 1):
         model.train()
-        started, losses, prosody_losses, measure_losses = time.time(), [], [], []
+        started, losses, prosody_losses, measure_losses, adversary_stats = time.time(), [], [], [], []
         progress = tqdm(batches(train_data, args.batch_size, crop, rng, targets, hop, args.prosody_pitch == "absolute"),
                         total=steps_per_epoch,
                         desc=f"epoch {epoch}/{args.epochs}", unit="batch")
         for inputs, labels, prosody, members, shifts in progress:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                outputs = model(input_values=inputs.to(device), output_hidden_states=bool(heads))
+                outputs = model(input_values=inputs.to(device))
             classification = torch.nn.functional.cross_entropy(outputs.logits.float(), labels.to(device),
                                                                label_smoothing=args.label_smoothing)
             loss = classification
             if head is not None:
-                prosody_loss = head.loss(outputs.hidden_states[-1], prosody.to(device))
+                prosody_loss = head.loss(last_hidden["state"], prosody.to(device))
                 loss = loss + args.prosody_weight * prosody_loss
             if measure_head is not None:
                 # Measured once on the clean clips; a voice shift moves the pitch level and the centroid with it.
                 measures = (after_voice_shift(raw[members], shifts) - measure_centre) / measure_scale
-                measure_loss = measure_head.loss(outputs.hidden_states[-1],
+                measure_loss = measure_head.loss(last_hidden["state"],
                                                  torch.from_numpy(measures.astype(np.float32)).to(device))
                 loss = loss + args.measure_weight * measure_loss
+            if adversary is not None:
+                from ser_train.adversary import ramp
+
+                strength = ramp(step / total_steps)
+                adversary_loss, adversary_accuracy = adversary.loss(last_hidden["state"],
+                                                                    generator_ids[members].to(device), strength)
+                loss = loss + args.adversary_weight * adversary_loss
             if probe_targets is not None:
                 # Cross-entropy against the prosody probe's belief: what the hand-made measures alone say.
                 loss = loss + args.probe_weight * torch.nn.functional.cross_entropy(
@@ -431,6 +467,8 @@ def train(args) -> dict:
                     prosody_losses.append(prosody_loss.item())
                 if measure_head is not None:
                     measure_losses.append(measure_loss.item())
+                if adversary is not None:
+                    adversary_stats.append((adversary_loss.item(), adversary_accuracy, strength))
                 progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             else:
                 skip_step(optimizer, skipped, step)
@@ -444,6 +482,11 @@ def train(args) -> dict:
             record["prosody_loss"] = float(np.mean(prosody_losses))
         if measure_losses:
             record["measure_loss"] = float(np.mean(measure_losses))
+        if adversary_stats:
+            # How well the voice can still be told from the clip summary (chance: 1 / generators).
+            loss_mean, accuracy_mean, _ = np.mean(adversary_stats, axis=0)
+            record.update(adversary_loss=float(loss_mean), adversary_accuracy=float(accuracy_mean),
+                          adversary_strength=adversary_stats[-1][2])
         record["skipped_steps"] = skipped["total"]
         history.append(record)
         print(json.dumps(record), flush=True)
