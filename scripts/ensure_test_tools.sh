@@ -3,7 +3,8 @@
 #   nginx - the reverse proxy of the multi-replica test (tests/integration/test_replicas.py);
 #   chromium, chromium-driver - the real browser of the page test (tests/integration/test_page.py);
 #   espeak-ng, flite, festival + festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts - the text-to-speech engines that voice
-#     the demo model's training data (ser_train/tts.py; `make data`, tests/train/test_tts.py).
+#     the demo model's training data (ser_train/tts.py; `make data`, tests/train/test_tts.py), and
+#   festvox-italp16k, festvox-itapc16k, festvox-ca-ona-hts - festival's Italian and Catalan voices (the 'accented' engine).
 # Installed with apt when we are root; otherwise say exactly what to do.
 # `--tts` checks only the text-to-speech engines (what `make data` needs).
 set -euo pipefail
@@ -19,6 +20,9 @@ command -v festival >/dev/null 2>&1 || missing+=(festival)
 [ -d /usr/share/festival/voices/english/kal_diphone ] || missing+=(festvox-kallpc16k)
 [ -d /usr/share/festival/voices/english/ked_diphone ] || missing+=(festvox-kdlpc16k)
 [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || missing+=(festvox-us-slt-hts)
+[ -d /usr/share/festival/voices/italian/lp_diphone ] || missing+=(festvox-italp16k)
+[ -d /usr/share/festival/voices/italian/pc_diphone ] || missing+=(festvox-itapc16k)
+[ -d /usr/share/festival/voices/catalan/upc_ca_ona_hts ] || missing+=(festvox-ca-ona-hts)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} with apt-get ..."

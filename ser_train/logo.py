@@ -49,7 +49,8 @@ from ser_train.dataset import GENERATORS
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ser_train.logo", description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("build/data"), help="folder with train/validation/test.parquet")
-    parser.add_argument("--holdout", nargs="+", default=list(GENERATORS[1:]), help="generators to hold out, one fold each")
+    parser.add_argument("--holdout", nargs="+", help="generators to hold out, one fold each (default: every text-to-speech "
+                        "engine the data has)")
     parser.add_argument("--out", type=Path, default=Path("build/logo"))
     start = parser.add_mutually_exclusive_group()
     start.add_argument("--preset", default="small", help="train each fold from this random-init preset")
@@ -154,8 +155,23 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def data_generators(data: Path) -> list[str]:
+    """The generators whose clips the test split has, in ``GENERATORS`` order."""
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_table(data / "test.parquet", columns=["generator"]).column("generator").to_pylist())
+    return [g for g in GENERATORS if g in present]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    present = data_generators(args.data)
+    if args.holdout is None:
+        args.holdout = [g for g in present if g != "synth"]
+    absent = [g for g in args.holdout if g not in present]
+    if absent:  # refused before any fold trains, not after
+        raise SystemExit(f"--holdout {' '.join(absent)}: {args.data / 'test.parquet'} has no clips of "
+                         f"{'that generator' if len(absent) == 1 else 'those generators'} (it has {', '.join(present)})")
     for g in args.holdout:
         fold(g, args)
     done = sorted(p.parent.name for p in args.out.glob("*/fold.json"))

@@ -1,4 +1,5 @@
-"""Emotional prosody from the distribution's text-to-speech engines: espeak-ng, flite, festival and its HTS voice.
+"""Emotional prosody from the distribution's text-to-speech engines: espeak-ng, flite, festival, its HTS voice,
+and festival's Italian and Catalan voices reading English.
 
 The project's own voice (``ser_train.synth``) is one generator; a model trained
 on it alone learns that voice, not emotion-like prosody, and answers anything
@@ -21,7 +22,15 @@ the controls the engine has:
   (an American woman): the engine's speed control for the rate; it ignores F0
   targets, so pitch level and range are set afterwards with the WORLD vocoder
   (analysis, F0 moved in log-frequency around the clip's median, resynthesis),
-  which also warps the spectral envelope to make other speakers of one voice.
+  which also warps the spectral envelope to make other speakers of one voice;
+- accented: festival's voices of other languages reading the English
+  sentences by their own letter-to-sound rules (Italian diphone voices lp, a
+  woman, and pc, a man; the Catalan HTS voice ona, a woman): three more
+  timbres, accents and two more vocoders, which the distribution has where it
+  has no other English voice (no pico, no mbrola). Rate by the engines'
+  controls (``Duration_Stretch``; HTS's speed); their intonation takes no F0
+  targets, so pitch level, range and the question rise go through WORLD as
+  for hts.
 
 None of this is emotional speech: it is speech whose prosody was set by rule.
 Every clip is decoded and resampled to 16 kHz mono by the serving decoder
@@ -46,9 +55,10 @@ from ser_serve.audio import load_waveform
 from ser_train.synth import EMOTIONS, PROFILES
 
 SAMPLE_RATE = 16_000
-ENGINES = ("espeak-ng", "flite", "festival", "hts")
+ENGINES = ("espeak-ng", "flite", "festival", "hts", "accented")
 # The Debian packages that provide them (scripts/ensure_test_tools.sh installs these).
-PACKAGES = ("espeak-ng", "flite", "festival", "festvox-kallpc16k", "festvox-kdlpc16k", "festvox-us-slt-hts")
+PACKAGES = ("espeak-ng", "flite", "festival", "festvox-kallpc16k", "festvox-kdlpc16k", "festvox-us-slt-hts",
+            "festvox-italp16k", "festvox-itapc16k", "festvox-ca-ona-hts")
 
 # Neutral sentences (no emotional words, so the label lives in the prosody only).
 # The first SENTENCE_SPLIT[0] are for training, the next for validation, the rest for test.
@@ -270,6 +280,36 @@ def _hts_script(jobs: list[Job], paths: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- accented (festival's voices of other languages reading English; prosody through WORLD as for hts) -------------
+# voice: (festival's name, its directory). Each voice's own pitch is kept (WORLD moves it by the prosody only).
+ACCENTED_VOICES = {"lp": ("lp_diphone", "italian/lp_diphone"), "pc": ("pc_diphone", "italian/pc_diphone"),
+                   "ona": ("upc_ca_ona_hts", "catalan/upc_ca_ona_hts")}
+FESTIVAL_VOICE_ROOT = Path("/usr/share/festival/voices")
+
+
+def _accented_script(jobs: list[Job], paths: list[Path]) -> str:
+    # The HTS voice's own engine parameters, captured once, get the speed control appended per clip.
+    lines = ["(voice_upc_ca_ona_hts)", "(set! ona_params hts_engine_params)"]
+    for job, path in zip(jobs, paths):
+        rate, text = job.prosody.rate * job.speaker_rate, _festival_text(job)
+        lines.append(f"(voice_{ACCENTED_VOICES[job.voice][0]})")
+        if job.voice == "ona":
+            lines.append(f"(set! hts_engine_params (append ona_params '((\"-r\" {rate:.3f}))))")
+        else:  # after the voice's setup, which resets it
+            lines.append(f"(Parameter.set 'Duration_Stretch {1 / rate:.3f})")
+            # The Italian voices' question intonation aborts festival on 8 sentences in 64 and makes no rise on
+            # the others: they get a statement, and WORLD the rise (which their steep final fall leaves weaker
+            # than on hts: 1-3.5 semitones more than the statement's last tenth, measured here).
+            text = text.replace("?", ".")
+        lines += [f'(set! utt (utt.synth (Utterance Text "{text}")))',
+                  f'(utt.save.wave utt "{path}" \'riff)']
+    return "\n".join(lines) + "\n"
+
+
+# Speakers of the voices WORLD re-pitches: (F0 multiplier, spectral-envelope warp).
+WORLD_VOICES = {**HTS_VOICES, **{voice: (1.0, 1.0) for voice in ACCENTED_VOICES}}
+
+
 def _hts_prosody(x: np.ndarray, job: Job) -> np.ndarray:
     """The clip's F0 level times pitch (prosody, speaker, voice), its spread around the median times the prosody's
     range, and the voice's envelope warp, resynthesised by WORLD (16 kHz)."""
@@ -282,7 +322,7 @@ def _hts_prosody(x: np.ndarray, job: Job) -> np.ndarray:
     f0 = pyworld.stonemask(x, f0, times, SAMPLE_RATE)
     envelope = pyworld.cheaptrick(x, f0, times, SAMPLE_RATE)
     aperiodicity = pyworld.d4c(x, f0, times, SAMPLE_RATE)
-    voice_pitch, warp = HTS_VOICES[job.voice]
+    voice_pitch, warp = WORLD_VOICES[job.voice]
     voiced = f0 > 0
     if voiced.any():
         log_f0 = np.log(f0[voiced])
@@ -298,14 +338,17 @@ def _hts_prosody(x: np.ndarray, job: Job) -> np.ndarray:
     return y.astype(np.float32)
 
 
-VOICES = {"espeak-ng": None, "flite": tuple(FLITE_VOICES), "festival": tuple(FESTIVAL_VOICES), "hts": tuple(HTS_VOICES)}
-# The programs each engine runs.
-PROGRAMS = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", "hts": "festival"}
+VOICES = {"espeak-ng": None, "flite": tuple(FLITE_VOICES), "festival": tuple(FESTIVAL_VOICES), "hts": tuple(HTS_VOICES),
+          "accented": tuple(ACCENTED_VOICES)}
+# The programs each engine runs, and the voice directories it needs besides.
+PROGRAMS = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", "hts": "festival", "accented": "festival"}
+VOICE_DIRS = {"hts": [HTS_VOICE_DIR], "accented": [FESTIVAL_VOICE_ROOT / d for _, d in ACCENTED_VOICES.values()]}
 
 
 def missing_engines(engines=ENGINES) -> list[str]:
-    """Engines whose program (or, for hts, voice) is not installed."""
-    return [e for e in engines if shutil.which(PROGRAMS[e]) is None or (e == "hts" and not HTS_VOICE_DIR.is_dir())]
+    """Engines whose program or voices are not installed."""
+    return [e for e in engines
+            if shutil.which(PROGRAMS[e]) is None or not all(d.is_dir() for d in VOICE_DIRS.get(e, []))]
 
 
 def random_job(engine: str, emotion: str, text: str, rng: np.random.Generator) -> Job:
@@ -331,8 +374,9 @@ def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple
     with tempfile.TemporaryDirectory(prefix=f"tts-{engine}-") as tmp:
         workdir = Path(tmp)
         paths = [workdir / f"{i:06d}.wav" for i in range(len(jobs))]
-        if engine in ("festival", "hts"):  # many utterances per festival process
-            batch = _festival_batch if engine == "festival" else partial(_festival_process, make_script=_hts_script)
+        if PROGRAMS[engine] == "festival":  # many utterances per festival process
+            batch = (_festival_batch if engine == "festival"
+                     else partial(_festival_process, make_script=_hts_script if engine == "hts" else _accented_script))
             chunks = [(jobs[i : i + 50], paths[i : i + 50]) for i in range(0, len(jobs), 50)]
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(lambda c: batch(*c, workdir), chunks))
@@ -341,7 +385,7 @@ def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(one, jobs, paths))
         clips = [load_waveform(path.read_bytes()) for path in paths]
-        if engine == "hts":  # WORLD holds the GIL: one process per thread
+        if engine in ("hts", "accented"):  # WORLD holds the GIL: one process per thread
             with ProcessPoolExecutor(threads) as pool:
                 clips = list(pool.map(_hts_prosody, clips, jobs, chunksize=8))
         for index, (job, x) in enumerate(zip(jobs, clips)):

@@ -62,3 +62,16 @@ def test_a_fold_of_two_seeds_serves_their_soup_and_scores_each_member_beside_it(
         assert summary["members"][seed]["cross_generator_folds"] == ["espeak-ng", "flite"]
     text = (out / "summary.md").read_text()
     assert "Seed 0 alone" in text and "Seed 1 alone" in text
+
+
+def test_the_folds_default_to_the_datas_engines_and_an_engine_it_lacks_is_refused_before_training(tts_engines, tmp_path):
+    import pytest
+
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, seed=7, per_label={"train": 1, "validation": 1, "test": 1},
+                            generators=("synth", "espeak-ng"))
+    assert logo.data_generators(data) == ["synth", "espeak-ng"]
+    out = tmp_path / "logo"
+    with pytest.raises(SystemExit, match=r"--holdout hts: .* has no clips of that generator \(it has synth, espeak-ng\)"):
+        logo.main(["--data", str(data), "--holdout", "espeak-ng", "hts", "--out", str(out), "--preset", "tiny"])
+    assert not out.exists()  # no fold was trained
