@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-label", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"), default=[400, 25, 50],
                    help="clips per label of the project's own synthetic voice")
     p.add_argument("--generators", nargs="+", default=["synth"],
-                   help="voice generators: synth (the project's voice), espeak-ng, flite, festival, hts (text-to-speech)")
+                   help="voice generators: synth (the project's voice), espeak-ng, flite, festival, hts, accented (text-to-speech)")
     p.add_argument("--tts-per-label", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"),
                    help="clips per label of each text-to-speech generator (default: --per-label)")
     p.set_defaults(run=_synth)
