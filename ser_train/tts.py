@@ -297,7 +297,7 @@ def _accented_script(jobs: list[Job], paths: list[Path]) -> str:
             lines.append(f"(set! hts_engine_params (append ona_params '((\"-r\" {rate:.3f}))))")
         else:  # after the voice's setup, which resets it
             lines.append(f"(Parameter.set 'Duration_Stretch {1 / rate:.3f})")
-            # The Italian voices' question intonation aborts festival on 8 sentences in 64 and makes no rise on
+            # The Italian voices' question intonation aborts festival on 8 sentences in 56 and makes no rise on
             # the others: they get a statement, and WORLD the rise. Their steep final fall often hides it: over
             # the last voiced tenth (pYIN), -5 to +4 semitones against the statement, three sentences per voice.
             text = text.replace("?", ".")

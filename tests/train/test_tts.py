@@ -174,7 +174,7 @@ def test_hts_speakers_made_from_its_one_voice_differ_in_pitch_and_formants_and_a
 def test_the_italian_voices_speak_every_sentence_of_the_data_and_the_check_as_a_question(tts_engines):
     from ser_train import tts_check
 
-    # Their own question intonation aborts festival on 8 sentences in 64 (SIOD "wrong type of argument to get_c_val").
+    # Their own question intonation aborts festival on 8 sentences in 56 (SIOD "wrong type of argument to get_c_val").
     question = replace(tts.emotion_prosody("neutral"), ending="?")
     jobs = [tts.Job(text, question, voice, 1.0, 1.0) for text in tts.SENTENCES + tts_check.SENTENCES for voice in ("lp", "pc")]
     clips = tts.render("accented", jobs, np.random.default_rng(0))
