@@ -397,7 +397,7 @@ def train(args) -> dict:
         print(f"prosody probe, out of fold on the training clips: accuracy {probe_accuracy:.3f}", flush=True)
     adversary, generator_ids = None, None
     if args.adversary_weight:
-        from ser_train.adversary import GeneratorAdversary
+        from ser_train.adversary import GeneratorAdversary, ramp
 
         generators = sorted({e.extra for e in train_examples})
         generator_ids = torch.tensor([generators.index(e.extra) for e in train_examples])
@@ -443,8 +443,6 @@ def train(args) -> dict:
                                                  torch.from_numpy(measures.astype(np.float32)).to(device))
                 loss = loss + args.measure_weight * measure_loss
             if adversary is not None:
-                from ser_train.adversary import ramp
-
                 strength = ramp(step / total_steps)
                 adversary_loss, adversary_accuracy = adversary.loss(last_hidden["state"],
                                                                     generator_ids[members].to(device), strength)

@@ -310,7 +310,7 @@ def _accented_script(jobs: list[Job], paths: list[Path]) -> str:
 WORLD_VOICES = {**HTS_VOICES, **{voice: (1.0, 1.0) for voice in ACCENTED_VOICES}}
 
 
-def _hts_prosody(x: np.ndarray, job: Job) -> np.ndarray:
+def _world_prosody(x: np.ndarray, job: Job) -> np.ndarray:
     """The clip's F0 level times pitch (prosody, speaker, voice), its spread around the median times the prosody's
     range, and the voice's envelope warp, resynthesised by WORLD (16 kHz)."""
     with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
@@ -387,7 +387,7 @@ def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple
         clips = [load_waveform(path.read_bytes()) for path in paths]
         if engine in ("hts", "accented"):  # WORLD holds the GIL: one process per thread
             with ProcessPoolExecutor(threads) as pool:
-                clips = list(pool.map(_hts_prosody, clips, jobs, chunksize=8))
+                clips = list(pool.map(_world_prosody, clips, jobs, chunksize=8))
         for index, (job, x) in enumerate(zip(jobs, clips)):
             x = x * (job.prosody.volume / (np.abs(x).max() + 1e-9))
             noise_rms = np.sqrt(np.mean(x**2)) / 10 ** (rng.uniform(*snr_db) / 20)
