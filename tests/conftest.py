@@ -171,3 +171,18 @@ def small_dataset(tmp_path_factory):
     from ser_train.dataset import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path_factory.mktemp("data"), seed=3, per_label={"train": 4, "validation": 1, "test": 2})
+
+
+@pytest.fixture
+def short_training():
+    """A function that trains the tiny preset for a few epochs on a dataset (``{"train": path, "validation": path}``),
+    with extra `ser-serve train` options, and returns the training summary."""
+    from ser_train import train
+
+    def run(data: dict, out, *options, epochs: int = 5) -> dict:
+        return train.train(train.parse_args([
+            "--train", str(data["train"]), "--validation", str(data["validation"]), "--preset", "tiny",
+            "--out", str(out), "--epochs", str(epochs), "--batch-size", "8", "--lr", "3e-3", "--warmup-steps", "2",
+            "--crop-seconds", "1.0", "--no-calibrate", *options]))
+
+    return run

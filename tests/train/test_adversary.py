@@ -8,14 +8,6 @@ from ser_train import train
 from ser_train.adversary import GeneratorAdversary, ramp, reverse_gradient
 
 
-def short_training(data: dict, out, *options) -> dict:
-    """Three epochs of the tiny preset, with ``options``."""
-    return train.train(train.parse_args([
-        "--train", str(data["train"]), "--validation", str(data["validation"]), "--preset", "tiny",
-        "--out", str(out), "--epochs", "3", "--batch-size", "8", "--lr", "3e-3", "--warmup-steps", "2",
-        "--crop-seconds", "1.0", "--no-calibrate", *options]))
-
-
 def two_generators(small_dataset, tmp_path) -> dict:
     """The small synthetic dataset with its clips said to come from two generators, alternately."""
     paths = {}
@@ -51,11 +43,12 @@ def test_the_adversary_reads_the_mean_pooled_frames_and_needs_two_generators():
         GeneratorAdversary(hidden_size=4, generators=1)
 
 
-def test_training_with_the_adversary_records_it_and_saves_a_plain_checkpoint(small_dataset, tmp_path, capsys):
+def test_training_with_the_adversary_records_it_and_saves_a_plain_checkpoint(small_dataset, short_training, tmp_path,
+        capsys):
     from transformers import Wav2Vec2ForSequenceClassification
 
     out = tmp_path / "model"
-    summary = short_training(two_generators(small_dataset, tmp_path), out, "--adversary-weight", "1.0")
+    summary = short_training(two_generators(small_dataset, tmp_path), out, "--adversary-weight", "1.0", epochs=3)
     assert "generator adversary over ['a', 'b']" in capsys.readouterr().out
     history = summary["history"]
     strengths = [epoch["adversary_strength"] for epoch in history]
@@ -65,7 +58,7 @@ def test_training_with_the_adversary_records_it_and_saves_a_plain_checkpoint(sma
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
 
 
-def test_an_adversary_over_one_generator_is_refused(small_dataset, tmp_path):
+def test_an_adversary_over_one_generator_is_refused(small_dataset, short_training, tmp_path):
     with pytest.raises(ValueError, match="at least two generators"):
         short_training(small_dataset, tmp_path / "model", "--adversary-weight", "1.0")
 

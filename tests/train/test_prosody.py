@@ -24,14 +24,6 @@ def semitones(targets: np.ndarray) -> np.ndarray:
     return targets[voiced, 0] * F0_SCALE + F0_CENTRE
 
 
-def short_training(small_dataset, out, *options) -> dict:
-    """Five epochs of the tiny preset on the small synthetic dataset, with ``options``."""
-    return train.train(train.parse_args([
-        "--train", str(small_dataset["train"]), "--validation", str(small_dataset["validation"]),
-        "--preset", "tiny", "--out", str(out), "--epochs", "5", "--batch-size", "8", "--lr", "3e-3",
-        "--warmup-steps", "2", "--crop-seconds", "1.0", "--no-calibrate", *options]))
-
-
 def test_pitch_voicing_and_energy_of_a_tone_between_silences():
     rng = np.random.default_rng(0)
     silence = 1e-4 * rng.standard_normal(SR // 2).astype(np.float32)
@@ -87,7 +79,7 @@ def test_head_loss_counts_pitch_on_voiced_frames_only():
     assert head.loss(hidden, targets).item() - unvoiced_only_wrong == pytest.approx(0.5, abs=1e-3)  # 1^2 over 2 voiced
 
 
-def test_training_with_the_prosody_loss_lowers_it_and_saves_a_plain_checkpoint(small_dataset, tmp_path):
+def test_training_with_the_prosody_loss_lowers_it_and_saves_a_plain_checkpoint(small_dataset, short_training, tmp_path):
     from transformers import Wav2Vec2ForSequenceClassification
 
     out = tmp_path / "model"
@@ -175,7 +167,8 @@ def test_clip_measure_head_reads_the_measures_from_the_mean_pooled_frames():
     assert head.loss(hidden, torch.tensor([[2.0, 3.0]])).item() == pytest.approx(2.0)  # (0^2 + 2^2) / 2
 
 
-def test_training_with_the_clip_measure_loss_lowers_it_and_saves_a_plain_checkpoint(small_dataset, tmp_path):
+def test_training_with_the_clip_measure_loss_lowers_it_and_saves_a_plain_checkpoint(small_dataset, short_training,
+        tmp_path):
     from transformers import Wav2Vec2ForSequenceClassification
 
     out = tmp_path / "model"
@@ -202,7 +195,7 @@ def spy_on_voice_shifts(monkeypatch) -> list[float]:
     return shifts
 
 
-def test_wider_voice_shifts_reach_the_clip_measure_targets(small_dataset, tmp_path, monkeypatch):
+def test_wider_voice_shifts_reach_the_clip_measure_targets(small_dataset, short_training, tmp_path, monkeypatch):
     from ser_train import prosody_probe
 
     targeted, after_voice_shift = [], prosody_probe.after_voice_shift
@@ -236,7 +229,8 @@ def test_the_probes_out_of_fold_probabilities_come_from_trees_that_did_not_see_t
     assert (p.argmax(1) == y).mean() > 0.95 and not p[:, 4].any()
 
 
-def test_training_with_the_probe_loss_adds_its_soft_targets_to_every_update(small_dataset, tmp_path, monkeypatch):
+def test_training_with_the_probe_loss_adds_its_soft_targets_to_every_update(small_dataset, short_training, tmp_path,
+        monkeypatch):
     cross_entropy, soft = torch.nn.functional.cross_entropy, []
 
     def counting(logits, target, *args, **kwargs):
@@ -262,8 +256,8 @@ def test_voice_shifts_reach_only_the_clips_of_the_chosen_generators():
     assert np.array_equal(clips[1][0], decoded[1][0])  # the other generator's clip comes back as it was
 
 
-def test_training_shifts_the_voices_of_the_named_generator_only_and_refuses_an_unknown_one(small_dataset, tmp_path,
-                                                                                             monkeypatch):
+def test_training_shifts_the_voices_of_the_named_generator_only_and_refuses_an_unknown_one(small_dataset, short_training,
+                                                                                             tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
