@@ -41,6 +41,14 @@ from ser_serve.model.checkpoint import SUPPORTED_MODEL_TYPES, validate_checkpoin
 from ser_train.dataset import add_label_names_option, read_examples
 
 
+def generator_repeat(text: str) -> tuple[str, int]:
+    """``NAME=N`` of ``--repeat-generator``."""
+    name, _, count = text.partition("=")
+    if not name or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=N with N a whole number >= 1 (e.g. synth=2)")
+    return name, int(count)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ser-serve train", description=__doc__)
     parser.add_argument("--train", required=True, type=Path, help="parquet file (or one with a split column)")
@@ -109,6 +117,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--generator-column", default="generator", help="column naming each clip's voice generator")
     parser.add_argument("--exclude-generator", action="append", default=[], metavar="NAME",
                         help="leave this generator's clips out of training and validation (repeatable)")
+    parser.add_argument("--repeat-generator", action="append", default=[], metavar="NAME=N", type=generator_repeat,
+                        help="draw each training clip of this generator N times an epoch, each draw augmented afresh "
+                             "(weights a voice up against the others; repeatable; validation is unchanged)")
     parser.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                         help="do not fold a validation-fitted temperature into the saved classifier")
     parser.add_argument("--calibration-copies", type=int, default=0,
@@ -127,7 +138,8 @@ def load_split(path: Path, split: str | None, args) -> list:
     examples = read_examples(path, args.audio_column, args.label_column, split=split, split_column=args.split_column,
                              id2label=args.label_names,
                              extra_column=args.generator_column
-                             if args.exclude_generator or args.voice_generator or args.adversary_weight else None)
+                             if args.exclude_generator or args.voice_generator or args.adversary_weight
+                             or args.repeat_generator else None)
     if args.exclude_generator:
         examples = [e for e in examples if e.extra not in args.exclude_generator]
     return examples
@@ -295,6 +307,14 @@ def skip_step(optimizer, skipped: dict, step: int) -> None:
                            "the run diverged (try a lower --lr, or without --bf16)")
 
 
+def repeated(examples, copies: dict[str, int], column: str) -> list:
+    """Each example of a generator named in ``copies`` that many times, in place (an epoch then draws it as often)."""
+    unheard = sorted(set(copies) - {e.extra for e in examples})
+    if unheard:
+        raise ValueError(f"--repeat-generator {unheard}: no training clip has that {column}")
+    return [e for e in examples for _ in range(copies.get(e.extra, 1))]
+
+
 def data_labels(examples) -> list[str]:
     """The training data's labels: the card's in their usual order first, then any others alphabetically."""
     return sorted({e.label for e in examples}, key=lambda label: (label not in DEFAULT_LABELS, label))
@@ -349,6 +369,8 @@ def train(args) -> dict:
                       stacklevel=2)
     train_examples = load_split(args.train, None if args.validation else "train", args)
     val_examples = load_split(args.validation or args.train, None if args.validation else "validation", args)
+    if args.repeat_generator:
+        train_examples = repeated(train_examples, dict(args.repeat_generator), args.generator_column)
     if args.preset:
         init = make_preset_checkpoint(args.preset, args.out / "init", labels=data_labels(train_examples), seed=args.seed)
     else:

@@ -274,3 +274,25 @@ def test_training_shifts_the_voices_of_the_named_generator_only_and_refuses_an_u
     assert len(shifted) == generators.count("synth") > 0  # one epoch draws each clip once; flite's were not offered
     with pytest.raises(ValueError, match="hts"):
         short_training(data, tmp_path / "refused", "--voice-augment", "1.0", "--voice-generator", "hts")
+
+
+def test_training_draws_a_repeated_generators_clips_that_many_times_and_refuses_an_unknown_one(small_dataset,
+                                                                                                short_training, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ser_train import train
+
+    table = pq.read_table(small_dataset["train"])
+    generators = ["synth" if i % 2 else "flite" for i in range(table.num_rows)]
+    table = table.set_column(table.schema.get_field_index("generator"), "generator", pa.array(generators))
+    pq.write_table(table, tmp_path / "train.parquet")
+    data = {**small_dataset, "train": tmp_path / "train.parquet"}
+    summary = short_training(data, tmp_path / "model", "--repeat-generator", "synth=3", "--epochs", "1")
+    assert summary["train_clips"] == 3 * generators.count("synth") + generators.count("flite")
+    assert summary["history"][-1]["step"] == train.plan_size(range(summary["train_clips"]), 8)  # the epoch grew with it
+    with pytest.raises(ValueError, match="hts"):
+        short_training(data, tmp_path / "refused", "--repeat-generator", "hts=2")
+    for wrong in ("synth", "synth=0", "synth=1.5", "=2"):
+        with pytest.raises(SystemExit):
+            train.parse_args(["--train", "t.parquet", "--preset", "tiny", "--out", "o", "--repeat-generator", wrong])
