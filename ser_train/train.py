@@ -150,14 +150,50 @@ def prepare(examples, extractor, label2id, desc) -> list[tuple[np.ndarray, int]]
     return [(features(waveform, extractor), label) for waveform, label in decode_all(examples, label2id, desc)]
 
 
-def decode_all(examples, label2id, desc) -> list[tuple[np.ndarray, int]]:
+def decode_all(examples, label2id, desc) -> "Pcm16Clips":
     """Each clip decoded to 16 kHz mono by the serving decoder, with its label id."""
-    decoded = []
+    decoded = Pcm16Clips()
     for example in tqdm(examples, desc=desc, unit="clip"):
         if example.label not in label2id:
             raise ValueError(f"label {example.label!r} is not among {sorted(label2id)}")
-        decoded.append((load_waveform(example.audio), label2id[example.label]))
+        decoded.append(load_waveform(example.audio), label2id[example.label])
     return decoded
+
+
+def to_pcm16(waveform: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(waveform * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def from_pcm16(samples: np.ndarray) -> np.ndarray:
+    return samples.astype(np.float32) / np.float32(32768.0)
+
+
+class Pcm16Clips:
+    """Decoded (waveform, label) pairs held as 16-bit PCM, read back as float32 waveforms.
+
+    Half the memory of float32, which is what lets two leave-one-generator-out folds of 20,000 clips
+    train side by side in 24 GiB. The round trip is exact for 16-bit sources (every clip
+    ``ser-serve synth`` writes); for anything else it adds noise 96 dB below full scale.
+    """
+
+    def __init__(self):
+        self.clips: list[tuple[np.ndarray, int]] = []
+
+    def append(self, waveform: np.ndarray, label: int) -> None:
+        self.clips.append((to_pcm16(waveform), label))
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, i):
+        samples, label = self.clips[i]
+        return from_pcm16(samples), label
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def lengths(self) -> list[int]:
+        return [len(samples) for samples, _ in self.clips]
 
 
 def features(waveform: np.ndarray, extractor) -> np.ndarray:
@@ -185,7 +221,9 @@ class AugmentedClips:
         self.voice_probability, self.voice_semitones = voice_probability, voice_semitones
         self.voice_clips = voice_clips
         rng = np.random.default_rng(seed + 1)
-        self.coded = {i: random_codec(x, rng) for i, (x, _) in enumerate(tqdm(decoded, desc="codec copies", unit="clip"))
+        # Kept as 16-bit PCM like the clips themselves (Pcm16Clips), to halve their memory.
+        self.coded = {i: to_pcm16(random_codec(x, rng))
+                      for i, (x, _) in enumerate(tqdm(decoded, desc="codec copies", unit="clip"))
                       if rng.random() < 0.4} if probability > 0 else {}
         self.rng = np.random.default_rng(seed + 2)
 
@@ -197,7 +235,7 @@ class AugmentedClips:
 
         waveform, label = self.decoded[i]
         if i in self.coded and self.rng.random() < 0.5:
-            waveform = self.coded[i]
+            waveform = from_pcm16(self.coded[i])
         semitones = 0.0
         if self.voice_probability > 0 and (self.voice_clips is None or self.voice_clips[i]):
             waveform, semitones = other_voice(waveform, self.rng, self.voice_probability, self.voice_semitones)
@@ -206,6 +244,8 @@ class AugmentedClips:
         return features(waveform, self.extractor), label, semitones
 
     def lengths(self):
+        if isinstance(self.decoded, Pcm16Clips):
+            return self.decoded.lengths()  # without converting every clip back to float
         return [len(x) for x, _ in self.decoded]
 
 
@@ -387,6 +427,9 @@ def train(args) -> dict:
             raise ValueError(f"--voice-generator {unheard}: no training clip has that {args.generator_column}")
         voice_clips = [e.extra in args.voice_generator for e in train_examples]
     decoded_train = decode_all(train_examples, label2id, "decode train")
+    # Only the generators are needed from here on: the encoded audio (as large as the PCM) is let go.
+    train_generators = [e.extra for e in train_examples]
+    del train_examples
     train_data = AugmentedClips(decoded_train, extractor, args.augment, args.seed, args.voice_augment,
                                 args.voice_semitones, voice_clips)
     targets, head, hop = None, None, int(np.prod(model.config.conv_stride))
@@ -421,8 +464,8 @@ def train(args) -> dict:
     if args.adversary_weight:
         from ser_train.adversary import GeneratorAdversary, ramp
 
-        generators = sorted({e.extra for e in train_examples})
-        generator_ids = torch.tensor([generators.index(e.extra) for e in train_examples])
+        generators = sorted(set(train_generators))
+        generator_ids = torch.tensor([generators.index(g) for g in train_generators])
         adversary = GeneratorAdversary(model.config.hidden_size, len(generators)).to(device)
         print(f"generator adversary over {generators}", flush=True)
     decoded_val = decode_all(val_examples, label2id, "decode validation")

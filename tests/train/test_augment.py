@@ -100,3 +100,32 @@ def test_colouring_changes_the_spectrum_not_the_length_or_peak(voice):
     assert len(coloured) == len(voice)
     assert np.abs(coloured).max() == pytest.approx(np.abs(voice).max(), rel=1e-6)
     assert abs(band_energy(coloured, 0, 1000) - band_energy(voice, 0, 1000)) > 0.01
+
+
+def test_training_clips_are_held_as_pcm16_and_read_back_exactly(voice):
+    """ser_train.train keeps decoded clips and their codec copies as 16-bit PCM (half of float32's memory):
+    exact for the 16-bit WAV that ``ser-serve synth`` writes, and the augmented items are float32 again."""
+    import io
+    import wave
+
+    from ser_train import train
+    from ser_train.dataset import Example
+
+    pcm = np.round(voice * 0.9 * 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16_000), out.writeframes(pcm.tobytes())
+    served = train.load_waveform(buffer.getvalue())  # what the server's decoder makes of the file
+
+    decoded = train.decode_all([Example(buffer.getvalue(), "happy")] * 3, {"happy": 5}, "decode")
+    assert all(samples.dtype == np.int16 for samples, _ in decoded.clips)
+    waveform, label = decoded[0]
+    assert waveform.dtype == np.float32 and label == 5 and np.array_equal(waveform, served)
+    assert [len(x) for x, _ in decoded] == decoded.lengths() == [len(served)] * 3
+
+    plain_features = lambda waveform, **_: {"input_values": [waveform]}  # noqa: E731 (the extractor's call shape)
+    clips = train.AugmentedClips(decoded, plain_features, probability=1.0, seed=0)
+    assert clips.coded and all(copy.dtype == np.int16 for copy in clips.coded.values())
+    assert clips.lengths() == decoded.lengths()
+    items = [clips[i][0] for i in range(3) for _ in range(4)]
+    assert all(x.dtype == np.float32 and len(x) == len(served) and np.abs(x).max() <= 1.0 for x in items)
