@@ -34,10 +34,15 @@ def accuracy_and_ece(logits, labels, temperature, bias):
     return correct.mean(), expected_calibration_error(p.max(-1), correct), np.bincount(p.argmax(-1), minlength=p.shape[1])
 
 
-def main(out: Path) -> None:
+def held_out_logits(out: Path) -> dict:
+    """Each finished fold's uncalibrated logits and labels on its held-out engine's test clips."""
     folds = [json.loads(f.read_text()) for f in sorted(out.glob("*/fold.json"))]
-    held = {f["held_out"]: raw_logits(json.loads((out / f["held_out"] / "eval/report.json").read_text()), f["temperature"])
-            for f in folds}
+    return {f["held_out"]: raw_logits(json.loads((out / f["held_out"] / "eval/report.json").read_text()),
+                                      f["temperature"]) for f in folds}
+
+
+def main(out: Path) -> None:
+    held = held_out_logits(out)
     print("| held out | T only: accuracy | ECE (T) | T and bias: accuracy | ECE (T) | answers per label |")
     print("|---|---|---|---|---|---|")
     for g, (z, y) in held.items():

@@ -7,7 +7,6 @@ summary fits each fold's temperature on the new run's other folds only.
     python benchmarks/results/demo-recipe-synth3/proxy_temperature.py build/logo-acc3 build/logo-acc-e8
 """
 
-import json
 import sys
 from pathlib import Path
 
@@ -15,13 +14,9 @@ import numpy as np
 from scipy.special import softmax
 
 from ser_train.calibrate import expected_calibration_error, fit_temperature
-from ser_train.logo import raw_logits
 
-
-def held_out_logits(run: Path) -> dict:
-    folds = [json.loads(f.read_text()) for f in sorted(run.glob("*/fold.json"))]
-    return {f["held_out"]: raw_logits(json.loads((run / f["held_out"] / "eval/report.json").read_text()),
-                                      f["temperature"]) for f in folds}
+sys.path.insert(0, str(Path(__file__).parent))
+from posthoc_bias import held_out_logits  # noqa: E402 (the folds' logits, loaded as the bias check loads them)
 
 
 def main(new_run: Path, old_run: Path) -> None:
