@@ -103,7 +103,8 @@ GENERATORS = ("synth",) + tts.ENGINES  # the project's own voice, then the text-
 
 
 def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict | None = None,
-                            generators=("synth",), tts_per_label: dict | None = None) -> dict[str, Path]:
+                            generators=("synth",), tts_per_label: dict | None = None,
+                            tts_train_speaker_pitch: tuple[float, float] = tts.SPEAKER_PITCH) -> dict[str, Path]:
     """train/validation/test parquet files of synthetic emotional speech (16 kHz WAV bytes).
 
     ``generators``: the project's voice (``synth``, ``per_label`` clips per label
@@ -111,7 +112,9 @@ def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict 
     default ``per_label``). A ``generator`` column names each clip's source, a
     ``voice`` column its speaker. Each split and generator uses its own seed,
     so speakers and utterances never repeat across splits; TTS splits also use
-    disjoint sentences.
+    disjoint sentences. ``tts_train_speaker_pitch``: the engines' speakers' F0
+    multipliers in the training split alone (validation and test keep the
+    engines' own range, so held-out figures stay comparable).
     """
     per_label = per_label or SPLITS
     tts_per_label = tts_per_label or per_label
@@ -127,7 +130,8 @@ def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict 
             if generator == "synth":
                 clips = ((e, x, f"synth f0={s.base_f0:.0f}") for e, x, _, s in generate(count, seed=split_seed))
             else:
-                clips = ((e, x, job.voice) for e, x, job in tts.generate(generator, count, split_seed, split))
+                pitch = tts_train_speaker_pitch if split == "train" else tts.SPEAKER_PITCH
+                clips = ((e, x, job.voice) for e, x, job in tts.generate(generator, count, split_seed, split, pitch))
             for i, (emotion, samples, speaker) in enumerate(
                     tqdm(clips, total=count * len(EMOTIONS), desc=f"{generator} {split}", unit="clip")):
                 rows.append((encode(samples, SAMPLE_RATE, "wav"), f"{split}/{generator}/{i:05d}_{emotion}.wav", emotion))

@@ -351,15 +351,20 @@ def missing_engines(engines=ENGINES) -> list[str]:
             if shutil.which(PROGRAMS[e]) is None or not all(d.is_dir() for d in VOICE_DIRS.get(e, []))]
 
 
-def random_job(engine: str, emotion: str, text: str, rng: np.random.Generator) -> Job:
-    """A clip of ``emotion`` by a random speaker of ``engine``."""
+# Speakers' F0 multipliers on top of their voice's (uniform between the two): about -3 to +4 semitones.
+SPEAKER_PITCH = (0.85, 1.25)
+
+
+def random_job(engine: str, emotion: str, text: str, rng: np.random.Generator,
+               speaker_pitch: tuple[float, float] = SPEAKER_PITCH) -> Job:
+    """A clip of ``emotion`` by a random speaker of ``engine``, pitched ``speaker_pitch`` times its voice."""
     if engine == "espeak-ng":
         voice = f"{ESPEAK_LANGUAGES[rng.integers(len(ESPEAK_LANGUAGES))]}+{ESPEAK_VARIANTS[rng.integers(len(ESPEAK_VARIANTS))]}"
     else:
         voice = VOICES[engine][rng.integers(len(VOICES[engine]))]
     # Speakers: the same voice pitched higher or lower, faster or slower (as people differ).
     return Job(text, vary(emotion_prosody(emotion), rng), voice,
-               speaker_pitch=float(rng.uniform(0.85, 1.25)), speaker_rate=float(rng.uniform(0.9, 1.1)))
+               speaker_pitch=float(rng.uniform(*speaker_pitch)), speaker_rate=float(rng.uniform(0.9, 1.1)))
 
 
 def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple[float, float] = (25.0, 45.0),
@@ -396,17 +401,20 @@ def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple
     return clips
 
 
-def generate(engine: str, count_per_label: int, seed: int, split: str = "train"):
+def generate(engine: str, count_per_label: int, seed: int, split: str = "train",
+             speaker_pitch: tuple[float, float] = SPEAKER_PITCH):
     """Yield ``(emotion, samples, job)`` for ``count_per_label`` clips of each label, deterministic for ``seed``.
 
     Sentences come from ``split``'s share of :data:`SENTENCES`, so test sentences are never trained on.
+    ``speaker_pitch`` bounds the speakers' F0 multiplier; any bounds draw the same random numbers, so only the
+    pitch of the clips differs between two ranges.
     """
     rng = np.random.default_rng(seed)
     first, last = SENTENCE_SPLIT[split]
     jobs, emotions = [], []
     for index in range(count_per_label * len(EMOTIONS)):
         emotion = EMOTIONS[index % len(EMOTIONS)]
-        jobs.append(random_job(engine, emotion, SENTENCES[rng.integers(first, last)], rng))
+        jobs.append(random_job(engine, emotion, SENTENCES[rng.integers(first, last)], rng, speaker_pitch))
         emotions.append(emotion)
     for start in range(0, len(jobs), 200):  # bounded temporary space
         clips = render(engine, jobs[start : start + 200], rng)

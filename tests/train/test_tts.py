@@ -79,6 +79,35 @@ def test_generation_is_deterministic_for_a_seed_and_covers_every_label(engine, t
     assert len({j.voice for _, j, _ in first} | {j.speaker_pitch for _, j, _ in first}) > 1  # several speakers
 
 
+def test_a_wider_speaker_pitch_range_changes_the_speakers_pitch_and_nothing_else(tts_engines):
+    # hts goes through WORLD, whose F0 the range moves without touching the envelope.
+    default = list(tts.generate("hts", 1, seed=8, split="train"))
+    octave = (2 ** -0.5, 2 ** 0.5)
+    wide = list(tts.generate("hts", 1, seed=8, split="train", speaker_pitch=octave))
+    assert [(e, replace(j, speaker_pitch=0)) for e, _, j in default] == [(e, replace(j, speaker_pitch=0)) for e, _, j in wide]
+    for (_, x, j), (_, y, k) in zip(default, wide):
+        assert tts.SPEAKER_PITCH[0] <= j.speaker_pitch <= tts.SPEAKER_PITCH[1] and octave[0] <= k.speaker_pitch <= octave[1]
+        # the same uniform draw mapped onto either range, and the clip's measured F0 moves with it
+        assert (j.speaker_pitch - 0.85) / 0.40 == pytest.approx((k.speaker_pitch - octave[0]) / (octave[1] - octave[0]))
+        expected = 12 * np.log2(k.speaker_pitch / j.speaker_pitch)
+        measured = 12 * np.log2(np.median(voiced_f0(y)) / np.median(voiced_f0(x)))
+        assert measured == pytest.approx(expected, abs=1.0)
+
+
+def test_only_the_training_split_gets_the_wider_speaker_pitch_range(tmp_path, tts_engines):
+    import pyarrow.parquet as pq
+
+    from ser_train.dataset import write_synthetic_dataset
+
+    counts = {"train": 1, "validation": 1, "test": 1}
+    default = write_synthetic_dataset(tmp_path / "default", 9, counts, ("flite",))
+    wide = write_synthetic_dataset(tmp_path / "wide", 9, counts, ("flite",), tts_train_speaker_pitch=(0.5, 0.6))
+    for split in ("validation", "test"):
+        assert pq.read_table(default[split]).equals(pq.read_table(wide[split]))
+    audio = [pq.read_table(paths["train"])["audio"].to_pylist() for paths in (default, wide)]
+    assert all(a != b for a, b in zip(*audio))  # every training clip is spoken lower
+
+
 def test_sentences_of_the_splits_are_disjoint():
     splits = [set(tts.SENTENCES[slice(*bounds)]) for bounds in tts.SENTENCE_SPLIT.values()]
     assert sum(len(s) for s in splits) == len(set(tts.SENTENCES)) == len(tts.SENTENCES)
