@@ -4,8 +4,8 @@ Every fold directory holds ``fold.json`` and its held-out ``report.json`` (direc
 ``ser_train.logo`` writes it). The scores are un-folded to raw logits (``ser_train.logo.raw_logits``) and
 re-scored at each T of a grid. Prints a table and writes a plot with one curve per fold and the 0.10 line.
 
-    python benchmarks/results/demo-recipe-pitch12/ece_by_temperature.py out.png build/logo-acc3w/accented \
-        build/logo-acc3w/festival benchmarks/results/demo-recipe-accented/hts
+    python benchmarks/results/demo-recipe-pitch12/ece_by_temperature.py out.png build/logo-acc3u/accented \
+        benchmarks/results/demo-recipe-pitch6/festival benchmarks/results/demo-recipe-accented/hts
 """
 
 import json
