@@ -121,9 +121,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="voice generators: synth (the project's voice), espeak-ng, flite, festival, hts, accented (text-to-speech)")
     p.add_argument("--tts-per-label", type=int, nargs=3, metavar=("TRAIN", "VALIDATION", "TEST"),
                    help="clips per label of each text-to-speech generator (default: --per-label)")
-    p.add_argument("--tts-train-speaker-pitch", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
-                   help="the text-to-speech speakers' F0 multipliers in the training split, drawn uniformly between the "
-                        "two (default 0.85 1.25, as validation and test; 0.71 1.41 is -6 to +6 semitones)")
+    pitch = p.add_mutually_exclusive_group()
+    pitch.add_argument("--tts-train-speaker-pitch", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                       help="the text-to-speech speakers' F0 multipliers in the training split, drawn uniformly between "
+                            "the two (default 0.85 1.25, as validation and test; 0.71 1.41 is -6 to +6 semitones)")
+    pitch.add_argument("--tts-train-speaker-semitones", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                       help="the same range given in semitones and drawn uniformly in semitones, so speakers spread "
+                            "evenly above and below the voice (e.g. -9 9)")
     p.set_defaults(run=_synth)
 
     p = commands.add_parser("sample", help="write a synthetic 'happy' utterance to try the server with")
@@ -165,10 +169,15 @@ def _delegate(command: str):
 
 def _synth(args) -> None:
     from ser_train.dataset import write_synthetic_dataset
+    from ser_train.tts import SpeakerPitch
 
     counts = dict(zip(("train", "validation", "test"), args.per_label))
     tts_counts = dict(zip(("train", "validation", "test"), args.tts_per_label or args.per_label))
-    pitch = {"tts_train_speaker_pitch": tuple(args.tts_train_speaker_pitch)} if args.tts_train_speaker_pitch else {}
+    pitch = {}
+    if args.tts_train_speaker_pitch:
+        pitch["tts_train_speaker_pitch"] = SpeakerPitch(*args.tts_train_speaker_pitch)
+    elif args.tts_train_speaker_semitones:
+        pitch["tts_train_speaker_pitch"] = SpeakerPitch.semitones(*args.tts_train_speaker_semitones)
     for split, path in write_synthetic_dataset(args.out, args.seed, counts, args.generators, tts_counts, **pitch).items():
         print(f"wrote {path} ({', '.join(args.generators)}; clips per label: synth {counts[split]}, "
               f"text-to-speech {tts_counts[split]})")

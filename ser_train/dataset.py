@@ -104,7 +104,7 @@ GENERATORS = ("synth",) + tts.ENGINES  # the project's own voice, then the text-
 
 def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict | None = None,
                             generators=("synth",), tts_per_label: dict | None = None,
-                            tts_train_speaker_pitch: tuple[float, float] = tts.SPEAKER_PITCH) -> dict[str, Path]:
+                            tts_train_speaker_pitch: tts.SpeakerPitch = tts.SPEAKER_PITCH) -> dict[str, Path]:
     """train/validation/test parquet files of synthetic emotional speech (16 kHz WAV bytes).
 
     ``generators``: the project's voice (``synth``, ``per_label`` clips per label

@@ -351,20 +351,39 @@ def missing_engines(engines=ENGINES) -> list[str]:
             if shutil.which(PROGRAMS[e]) is None or not all(d.is_dir() for d in VOICE_DIRS.get(e, []))]
 
 
-# Speakers' F0 multipliers on top of their voice's (uniform between the two): about -3 to +4 semitones.
-SPEAKER_PITCH = (0.85, 1.25)
+@dataclass(frozen=True)
+class SpeakerPitch:
+    """Bounds of the speakers' F0 multiplier on top of their voice's, and how a speaker is drawn between them:
+    uniformly in the multiplier, or (``log``) uniformly in semitones, which spreads speakers evenly above and
+    below the voice. Either way a speaker costs one uniform draw, so two ranges differ in pitch alone."""
+    low: float
+    high: float
+    log: bool = False
+
+    @classmethod
+    def semitones(cls, low: float, high: float) -> "SpeakerPitch":
+        return cls(2 ** (low / 12), 2 ** (high / 12), log=True)
+
+    def draw(self, rng: np.random.Generator) -> float:
+        if self.log:
+            return float(np.exp(rng.uniform(np.log(self.low), np.log(self.high))))
+        return float(rng.uniform(self.low, self.high))
+
+
+# The engines' speakers, in every split unless training asks for more: about -3 to +4 semitones.
+SPEAKER_PITCH = SpeakerPitch(0.85, 1.25)
 
 
 def random_job(engine: str, emotion: str, text: str, rng: np.random.Generator,
-               speaker_pitch: tuple[float, float] = SPEAKER_PITCH) -> Job:
-    """A clip of ``emotion`` by a random speaker of ``engine``, pitched ``speaker_pitch`` times its voice."""
+               speaker_pitch: SpeakerPitch = SPEAKER_PITCH) -> Job:
+    """A clip of ``emotion`` by a random speaker of ``engine``, whose pitch ``speaker_pitch`` draws."""
     if engine == "espeak-ng":
         voice = f"{ESPEAK_LANGUAGES[rng.integers(len(ESPEAK_LANGUAGES))]}+{ESPEAK_VARIANTS[rng.integers(len(ESPEAK_VARIANTS))]}"
     else:
         voice = VOICES[engine][rng.integers(len(VOICES[engine]))]
     # Speakers: the same voice pitched higher or lower, faster or slower (as people differ).
     return Job(text, vary(emotion_prosody(emotion), rng), voice,
-               speaker_pitch=float(rng.uniform(*speaker_pitch)), speaker_rate=float(rng.uniform(0.9, 1.1)))
+               speaker_pitch=speaker_pitch.draw(rng), speaker_rate=float(rng.uniform(0.9, 1.1)))
 
 
 def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple[float, float] = (25.0, 45.0),
@@ -402,11 +421,11 @@ def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple
 
 
 def generate(engine: str, count_per_label: int, seed: int, split: str = "train",
-             speaker_pitch: tuple[float, float] = SPEAKER_PITCH):
+             speaker_pitch: SpeakerPitch = SPEAKER_PITCH):
     """Yield ``(emotion, samples, job)`` for ``count_per_label`` clips of each label, deterministic for ``seed``.
 
     Sentences come from ``split``'s share of :data:`SENTENCES`, so test sentences are never trained on.
-    ``speaker_pitch`` bounds the speakers' F0 multiplier; any bounds draw the same random numbers, so only the
+    ``speaker_pitch`` draws the speakers' F0 multiplier; any range draws the same random numbers, so only the
     pitch of the clips differs between two ranges.
     """
     rng = np.random.default_rng(seed)

@@ -82,17 +82,31 @@ def test_generation_is_deterministic_for_a_seed_and_covers_every_label(engine, t
 def test_a_wider_speaker_pitch_range_changes_the_speakers_pitch_and_nothing_else(tts_engines):
     # hts goes through WORLD, whose F0 the range moves without touching the envelope.
     default = list(tts.generate("hts", 1, seed=8, split="train"))
-    octave = (2 ** -0.5, 2 ** 0.5)
+    octave = tts.SpeakerPitch(2 ** -0.5, 2 ** 0.5)
     wide = list(tts.generate("hts", 1, seed=8, split="train", speaker_pitch=octave))
     assert [(e, replace(j, speaker_pitch=0)) for e, _, j in default] == [(e, replace(j, speaker_pitch=0)) for e, _, j in wide]
-    low, high = tts.SPEAKER_PITCH
+    low, high = tts.SPEAKER_PITCH.low, tts.SPEAKER_PITCH.high
     for (_, x, j), (_, y, k) in zip(default, wide):
-        assert low <= j.speaker_pitch <= high and octave[0] <= k.speaker_pitch <= octave[1]
+        assert low <= j.speaker_pitch <= high and octave.low <= k.speaker_pitch <= octave.high
         # the same uniform draw mapped onto either range, and the clip's measured F0 moves with it
-        assert (j.speaker_pitch - low) / (high - low) == pytest.approx((k.speaker_pitch - octave[0]) / (octave[1] - octave[0]))
+        assert (j.speaker_pitch - low) / (high - low) == pytest.approx((k.speaker_pitch - octave.low) / (octave.high - octave.low))
         expected = 12 * np.log2(k.speaker_pitch / j.speaker_pitch)
         measured = 12 * np.log2(np.median(voiced_f0(y)) / np.median(voiced_f0(x)))
         assert measured == pytest.approx(expected, abs=1.0)
+
+
+def test_a_semitone_range_draws_speakers_evenly_in_semitones_from_the_same_random_numbers():
+    nine = tts.SpeakerPitch.semitones(-9, 9)
+    default, symmetric = (tts.random_job("flite", "happy", "Hello.", np.random.default_rng(3), pitch)
+                          for pitch in (tts.SPEAKER_PITCH, nine))
+    rngs = np.random.default_rng(4), np.random.default_rng(4)
+    linear = np.array([tts.SPEAKER_PITCH.draw(rngs[0]) for _ in range(4000)])
+    semitones = 12 * np.log2([nine.draw(rngs[1]) for _ in range(4000)])
+    # one uniform draw per speaker, mapped linearly onto the multiplier or onto semitones
+    np.testing.assert_allclose((linear - 0.85) / 0.4, (semitones + 9) / 18, atol=1e-9)
+    assert semitones.min() >= -9 and semitones.max() <= 9 and abs(np.median(semitones)) < 0.5
+    assert np.mean(semitones < 0) == pytest.approx(0.5, abs=0.03)  # as many speakers below the voice as above
+    assert replace(default, speaker_pitch=0) == replace(symmetric, speaker_pitch=0)  # the speaker's pitch alone differs
 
 
 def test_only_the_training_split_gets_the_wider_speaker_pitch_range(tmp_path, tts_engines):
@@ -102,7 +116,7 @@ def test_only_the_training_split_gets_the_wider_speaker_pitch_range(tmp_path, tt
 
     counts = {"train": 1, "validation": 1, "test": 1}
     default = write_synthetic_dataset(tmp_path / "default", 9, counts, ("flite",))
-    wide = write_synthetic_dataset(tmp_path / "wide", 9, counts, ("flite",), tts_train_speaker_pitch=(0.5, 0.6))
+    wide = write_synthetic_dataset(tmp_path / "wide", 9, counts, ("flite",), tts_train_speaker_pitch=tts.SpeakerPitch(0.5, 0.6))
     for split in ("validation", "test"):
         assert pq.read_table(default[split]).equals(pq.read_table(wide[split]))
     audio = [pq.read_table(paths["train"])["audio"].to_pylist() for paths in (default, wide)]
@@ -209,3 +223,19 @@ def test_the_italian_voices_speak_every_sentence_of_the_data_and_the_check_as_a_
     jobs = [tts.Job(text, question, voice, 1.0, 1.0) for text in tts.SENTENCES + tts_check.SENTENCES for voice in ("lp", "pc")]
     clips = tts.render("accented", jobs, np.random.default_rng(0))
     assert len(clips) == len(jobs) and all(len(x) > 16_000 and np.abs(x).max() > 0.1 for x in clips)
+
+
+def test_synth_takes_the_training_speakers_range_in_multipliers_or_in_semitones(monkeypatch, tmp_path):
+    import ser_train.dataset
+    from ser_serve.cli import main
+
+    asked = []
+    monkeypatch.setattr(ser_train.dataset, "write_synthetic_dataset", lambda *a, **kw: asked.append(kw) or {})
+    base = ["synth", "--out", str(tmp_path), "--generators", "flite"]
+    main(base)
+    main(base + ["--tts-train-speaker-pitch", "0.7", "1.4"])
+    main(base + ["--tts-train-speaker-semitones", "-9", "9"])
+    assert asked == [{}, {"tts_train_speaker_pitch": tts.SpeakerPitch(0.7, 1.4)},
+                     {"tts_train_speaker_pitch": tts.SpeakerPitch.semitones(-9, 9)}]
+    with pytest.raises(SystemExit):  # one range or the other
+        main(base + ["--tts-train-speaker-pitch", "0.7", "1.4", "--tts-train-speaker-semitones", "-9", "9"])
