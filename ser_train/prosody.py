@@ -116,10 +116,13 @@ class ClipMeasureHead(torch.nn.Module):
     than the demo network does; this task asks the network's clip summary to carry exactly those measures.
     """
 
-    def __init__(self, hidden_size: int, measures: int):
+    def __init__(self, hidden_size: int, measures: int, weights: torch.Tensor | None = None):
         super().__init__()
         self.linear = torch.nn.Linear(hidden_size, measures)
+        # Each measure's share of the loss (1 each by default): 0 asks nothing of the network for that measure.
+        self.register_buffer("weights", torch.ones(measures) if weights is None else weights.float())
 
     def loss(self, hidden: torch.Tensor, measures: torch.Tensor) -> torch.Tensor:
-        """Mean squared error over the batch's clips and measures."""
-        return ((self.linear(hidden.float().mean(dim=1)) - measures) ** 2).mean()
+        """Mean squared error over the batch's clips and measures, each measure's error times its weight."""
+        errors = (self.linear(hidden.float().mean(dim=1)) - measures) ** 2
+        return (errors * self.weights).mean()

@@ -105,6 +105,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="weight of an auxiliary clip-level loss: the prosody probe's eleven measures (pitch level, "
                              "range and final movement, voiced share, rate, duration, ...; standardised) read out of the "
                              "mean-pooled last hidden state (ser_train.prosody.ClipMeasureHead; 0: off; not saved)")
+    parser.add_argument("--measure-pitch-level-weight", type=float, default=1.0,
+                        help="weight, within the clip-measure loss, of its three absolute pitch-level measures "
+                             "(ser_train.prosody_probe.PITCH_LEVEL: median, 10th and 90th percentile, in semitones); "
+                             "the others weigh 1. Below 1 the network is asked less to carry how high the voice is, "
+                             "which differs between voices more than between emotions")
     parser.add_argument("--probe-weight", type=float, default=0.0,
                         help="weight of a training-only distillation loss: cross-entropy against the prosody probe's "
                              "label probabilities for each clip (ser_train.prosody_probe's boosted trees on the eleven "
@@ -441,14 +446,16 @@ def train(args) -> dict:
         head = ProsodyHead(model.config.hidden_size).to(device)
     measure_head, probe_targets = None, None
     if args.measure_weight or args.probe_weight:
-        from ser_train.prosody_probe import after_voice_shift, measures_of
+        from ser_train.prosody_probe import PITCH_LEVEL, after_voice_shift, measures_of
 
         raw = np.array([measures_of(x) for x, _ in tqdm(decoded_train, desc="clip measures", unit="clip")])
     if args.measure_weight:
         from ser_train.prosody import ClipMeasureHead
 
         measure_centre, measure_scale = raw.mean(0), raw.std(0) + 1e-6
-        measure_head = ClipMeasureHead(model.config.hidden_size, raw.shape[1]).to(device)
+        weights = torch.ones(raw.shape[1])
+        weights[PITCH_LEVEL] = args.measure_pitch_level_weight
+        measure_head = ClipMeasureHead(model.config.hidden_size, raw.shape[1], weights).to(device)
     if args.probe_weight:
         from threadpoolctl import threadpool_limits
 

@@ -167,6 +167,38 @@ def test_clip_measure_head_reads_the_measures_from_the_mean_pooled_frames():
     assert head.loss(hidden, torch.tensor([[2.0, 3.0]])).item() == pytest.approx(2.0)  # (0^2 + 2^2) / 2
 
 
+def test_clip_measure_head_weighs_each_measure_error():
+    from ser_train.prosody import ClipMeasureHead
+
+    head = ClipMeasureHead(2, 2, torch.tensor([1.0, 0.25]))
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.eye(2))
+        head.linear.bias.zero_()
+    hidden = torch.tensor([[[2.0, 1.0]]])
+    assert head.loss(hidden, torch.tensor([[2.0, 3.0]])).item() == pytest.approx(0.5)  # (0 + 0.25 * 2^2) / 2
+    assert head.loss(hidden, torch.tensor([[0.0, 1.0]])).item() == pytest.approx(2.0)  # (2^2 + 0) / 2
+
+
+def test_pitch_level_weight_reaches_the_clip_measure_head(small_dataset, short_training, tmp_path, monkeypatch):
+    from ser_train import prosody
+    from ser_train.prosody_probe import MEASURES, PITCH_LEVEL
+
+    built = []
+    original = prosody.ClipMeasureHead.__init__
+
+    def spy(self, hidden_size, measures, weights=None):
+        original(self, hidden_size, measures, weights)
+        built.append(self.weights.clone())
+
+    monkeypatch.setattr(prosody.ClipMeasureHead, "__init__", spy)
+    short_training(small_dataset, tmp_path / "model", "--measure-weight", "1.0", "--measure-pitch-level-weight", "0",
+                   epochs=1)
+    [weights] = built
+    assert weights[PITCH_LEVEL].tolist() == [0.0, 0.0, 0.0]
+    others = [i for i in range(len(MEASURES)) if i not in PITCH_LEVEL]
+    assert weights[others].tolist() == [1.0] * len(others)
+
+
 def test_training_with_the_clip_measure_loss_lowers_it_and_saves_a_plain_checkpoint(small_dataset, short_training,
         tmp_path):
     from transformers import Wav2Vec2ForSequenceClassification
