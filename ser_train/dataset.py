@@ -25,6 +25,9 @@ class Example:
     audio: bytes
     label: str
     extra: object = None  # the value of read_examples' extra_column (e.g. the voice generator), if asked for
+    # A text-to-speech speaker's F0 multiplier on top of its voice's own pitch (``ser-serve synth`` writes a
+    # speaker_pitch column); None where the file has none or the clip is not from an engine.
+    speaker_pitch: float | None = None
 
 
 def read_examples(path: str | Path, audio_column: str = "audio", label_column: str = "label",
@@ -62,7 +65,8 @@ def read_examples(path: str | Path, audio_column: str = "audio", label_column: s
             if label not in id2label:
                 raise ValueError(f"{path}: label {label} has no name (the names are for {sorted(id2label)})")
             label = id2label[label]
-        examples.append(Example(bytes(data), str(label), row[extra_column] if extra_column else None))
+        examples.append(Example(bytes(data), str(label), row[extra_column] if extra_column else None,
+                                row.get("speaker_pitch")))
     return examples
 
 
@@ -91,7 +95,7 @@ def write_examples(path: str | Path, examples: list[tuple[bytes, str, str]], ext
         "label": pa.array([label for *_, label in examples], type=pa.string()),
     }
     for key, values in (extra or {}).items():
-        columns[key] = pa.array(values)
+        columns[key] = values if isinstance(values, pa.Array) else pa.array(values)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table(columns), path)
@@ -110,7 +114,8 @@ def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict 
     ``generators``: the project's voice (``synth``, ``per_label`` clips per label
     and split) and text-to-speech engines (``ser_train.tts``, ``tts_per_label``,
     default ``per_label``). A ``generator`` column names each clip's source, a
-    ``voice`` column its speaker. Each split and generator uses its own seed,
+    ``voice`` column its speaker, and a ``speaker_pitch`` column an engine
+    speaker's F0 multiplier on its voice (null for the synthetic voice). Each split and generator uses its own seed,
     so speakers and utterances never repeat across splits; TTS splits also use
     disjoint sentences. ``tts_train_speaker_pitch``: the engines' speakers' F0
     multipliers in the training split alone (validation and test keep the
@@ -123,21 +128,24 @@ def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict 
         raise ValueError(f"unknown generator(s) {unknown}; choose from {GENERATORS}")
     paths = {}
     for offset, split in enumerate(per_label):
-        rows, seconds, voice, source = [], [], [], []
+        rows, seconds, voice, source, speaker_pitch = [], [], [], [], []
         for g_index, generator in enumerate(generators):
             count = (per_label if generator == "synth" else tts_per_label)[split]
             split_seed = seed * 1000 + offset + 100 * g_index
             if generator == "synth":
-                clips = ((e, x, f"synth f0={s.base_f0:.0f}") for e, x, _, s in generate(count, seed=split_seed))
+                clips = ((e, x, f"synth f0={s.base_f0:.0f}", None) for e, x, _, s in generate(count, seed=split_seed))
             else:
                 pitch = tts_train_speaker_pitch if split == "train" else tts.SPEAKER_PITCH
-                clips = ((e, x, job.voice) for e, x, job in tts.generate(generator, count, split_seed, split, pitch))
-            for i, (emotion, samples, speaker) in enumerate(
+                clips = ((e, x, job.voice, round(job.speaker_pitch, 4))
+                         for e, x, job in tts.generate(generator, count, split_seed, split, pitch))
+            for i, (emotion, samples, speaker, shift) in enumerate(
                     tqdm(clips, total=count * len(EMOTIONS), desc=f"{generator} {split}", unit="clip")):
                 rows.append((encode(samples, SAMPLE_RATE, "wav"), f"{split}/{generator}/{i:05d}_{emotion}.wav", emotion))
                 seconds.append(round(len(samples) / SAMPLE_RATE, 2))
                 voice.append(speaker)
                 source.append(generator)
+                speaker_pitch.append(shift)
         paths[split] = write_examples(Path(out_dir) / f"{split}.parquet", rows,
-                                      {"seconds": seconds, "voice": voice, "generator": source})
+                                      {"seconds": seconds, "voice": voice, "generator": source,
+                                       "speaker_pitch": pa.array(speaker_pitch, type=pa.float64())})
     return paths

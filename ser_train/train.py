@@ -95,6 +95,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="shift only the voices of this generator's clips (repeatable; default: every clip's). "
                              "The synthetic voice's labels lean on its pitch level more than the engines' do")
     parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--pitch-smoothing", type=float, default=0.0, metavar="PER_OCTAVE",
+                        help="more label smoothing for a clip the farther its speaker's pitch sits from its voice's own: "
+                             "label_smoothing + PER_OCTAVE x |octaves| (the data's speaker_pitch column, which "
+                             "ser-serve synth writes for the engines' clips, plus any --voice-augment shift), at most 0.9. "
+                             "A voice far from the ones it knows is where a label read from pitch is least certain")
     parser.add_argument("--prosody-weight", type=float, default=0.0,
                         help="weight of the auxiliary frame-level prosody loss (ser_train.prosody: pitch, voicing and "
                              "energy read out of the last hidden state; 0: off). The saved checkpoint is unchanged in shape")
@@ -137,6 +142,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not 0 <= args.average_epochs <= args.epochs:
         parser.error(f"--average-epochs {args.average_epochs}: a run of {args.epochs} epochs has not that many (0: off)")
     return args
+
+
+def speaker_octaves_of(examples) -> np.ndarray:
+    """Each clip's speaker pitch in octaves from its voice's own (0 where the data name none)."""
+    pitch = [e.speaker_pitch for e in examples]
+    if all(p is None for p in pitch):
+        raise ValueError("--pitch-smoothing: the training data have no speaker_pitch column (ser-serve synth writes "
+                         "one for the text-to-speech engines' clips)")
+    return np.log2([p if p is not None else 1.0 for p in pitch])
+
+
+def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy with a label smoothing of its own for each row: what cross_entropy's label_smoothing does
+    for one value (the target keeps 1 - s, and s is spread evenly over every label)."""
+    log_p = logits.log_softmax(1)
+    target = -log_p.gather(1, labels[:, None])[:, 0]
+    return ((1 - smoothing) * target + smoothing * -log_p.mean(1)).mean()
 
 
 def load_split(path: Path, split: str | None, args) -> list:
@@ -434,6 +456,7 @@ def train(args) -> dict:
     decoded_train = decode_all(train_examples, label2id, "decode train")
     # Only the generators are needed from here on: the encoded audio (as large as the PCM) is let go.
     train_generators = [e.extra for e in train_examples]
+    speaker_octaves = speaker_octaves_of(train_examples) if args.pitch_smoothing else None
     del train_examples
     train_data = AugmentedClips(decoded_train, extractor, args.augment, args.seed, args.voice_augment,
                                 args.voice_semitones, voice_clips)
@@ -502,8 +525,14 @@ def train(args) -> dict:
         for inputs, labels, prosody, members, shifts in progress:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 outputs = model(input_values=inputs.to(device))
-            classification = torch.nn.functional.cross_entropy(outputs.logits.float(), labels.to(device),
-                                                               label_smoothing=args.label_smoothing)
+            if speaker_octaves is None:
+                classification = torch.nn.functional.cross_entropy(outputs.logits.float(), labels.to(device),
+                                                                   label_smoothing=args.label_smoothing)
+            else:
+                octaves = np.abs(speaker_octaves[members] + shifts / 12)
+                smoothing = np.minimum(args.label_smoothing + args.pitch_smoothing * octaves, 0.9)
+                classification = smoothed_cross_entropy(outputs.logits.float(), labels.to(device),
+                                                        torch.from_numpy(smoothing.astype(np.float32)).to(device))
             loss = classification
             if head is not None:
                 prosody_loss = head.loss(last_hidden["state"], prosody.to(device))

@@ -112,7 +112,7 @@ def test_a_semitone_range_draws_speakers_evenly_in_semitones_from_the_same_rando
 def test_only_the_training_split_gets_the_wider_speaker_pitch_range(tmp_path, tts_engines):
     import pyarrow.parquet as pq
 
-    from ser_train.dataset import write_synthetic_dataset
+    from ser_train.dataset import read_examples, write_synthetic_dataset
 
     counts = {"train": 1, "validation": 1, "test": 1}
     default = write_synthetic_dataset(tmp_path / "default", 9, counts, ("flite",))
@@ -121,6 +121,9 @@ def test_only_the_training_split_gets_the_wider_speaker_pitch_range(tmp_path, tt
         assert pq.read_table(default[split]).equals(pq.read_table(wide[split]))
     audio = [pq.read_table(paths["train"])["audio"].to_pylist() for paths in (default, wide)]
     assert all(a != b for a, b in zip(*audio))  # every training clip is spoken lower
+    # and each clip's multiplier is kept (the speaker_pitch column, for ser-serve train --pitch-smoothing)
+    assert all(0.5 <= e.speaker_pitch <= 0.6 for e in read_examples(wide["train"]))
+    assert all(0.85 <= e.speaker_pitch <= 1.25 for e in read_examples(wide["test"]))
 
 
 def test_sentences_of_the_splits_are_disjoint():
