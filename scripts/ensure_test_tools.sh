@@ -4,7 +4,8 @@
 #   chromium, chromium-driver - the real browser of the page test (tests/integration/test_page.py);
 #   espeak-ng, flite, festival + festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts - the text-to-speech engines that voice
 #     the demo model's training data (ser_train/tts.py; `make data`, tests/train/test_tts.py), and
-#   festvox-italp16k, festvox-itapc16k, festvox-ca-ona-hts - festival's Italian and Catalan voices (the 'accented' engine).
+#   festvox-italp16k, festvox-itapc16k, festvox-ca-ona-hts - festival's Italian and Catalan voices (the 'accented' engine);
+#   festvox-czech-dita, -krb, -ph, festvox-suopuhe-lj, -mv, festvox-ru - its Czech, Finnish and Russian ones ('accented2').
 # Installed with apt when we are root; otherwise say exactly what to do.
 # `--tts` checks only the text-to-speech engines (what `make data` needs).
 set -euo pipefail
@@ -23,6 +24,11 @@ command -v festival >/dev/null 2>&1 || missing+=(festival)
 [ -d /usr/share/festival/voices/italian/lp_diphone ] || missing+=(festvox-italp16k)
 [ -d /usr/share/festival/voices/italian/pc_diphone ] || missing+=(festvox-itapc16k)
 [ -d /usr/share/festival/voices/catalan/upc_ca_ona_hts ] || missing+=(festvox-ca-ona-hts)
+for voice in czech/czech_dita:festvox-czech-dita czech/czech_krb:festvox-czech-krb czech/czech_ph:festvox-czech-ph \
+             finnish/suo_fi_lj_diphone:festvox-suopuhe-lj finnish/hy_fi_mv_diphone:festvox-suopuhe-mv \
+             russian/msu_ru_nsh_clunits:festvox-ru; do
+  [ -d "/usr/share/festival/voices/${voice%%:*}" ] || missing+=("${voice##*:}")
+done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${missing[*]} with apt-get ..."

@@ -55,10 +55,12 @@ from ser_serve.audio import load_waveform
 from ser_train.synth import EMOTIONS, PROFILES
 
 SAMPLE_RATE = 16_000
-ENGINES = ("espeak-ng", "flite", "festival", "hts", "accented")
+ENGINES = ("espeak-ng", "flite", "festival", "hts", "accented", "accented2")
 # The Debian packages that provide them (scripts/ensure_test_tools.sh installs these).
 PACKAGES = ("espeak-ng", "flite", "festival", "festvox-kallpc16k", "festvox-kdlpc16k", "festvox-us-slt-hts",
-            "festvox-italp16k", "festvox-itapc16k", "festvox-ca-ona-hts")
+            "festvox-italp16k", "festvox-itapc16k", "festvox-ca-ona-hts",
+            "festvox-czech-dita", "festvox-czech-krb", "festvox-czech-ph", "festvox-suopuhe-lj", "festvox-suopuhe-mv",
+            "festvox-ru")
 
 # Neutral sentences (no emotional words, so the label lives in the prosody only).
 # The first SENTENCE_SPLIT[0] are for training, the next for validation, the rest for test.
@@ -284,21 +286,31 @@ def _hts_script(jobs: list[Job], paths: list[Path]) -> str:
 # voice: (festival's name, its directory). Each voice's own pitch is kept (WORLD moves it by the prosody only).
 ACCENTED_VOICES = {"lp": ("lp_diphone", "italian/lp_diphone"), "pc": ("pc_diphone", "italian/pc_diphone"),
                    "ona": ("upc_ca_ona_hts", "catalan/upc_ca_ona_hts")}
+# accented2: a second such set, Czech, Finnish and Russian: a woman (dita, about 220 Hz), a boy (krb, 255 Hz), a
+# Finnish woman (lj, 155 Hz) and three men. A high unheard voice then has high voices of other languages to learn
+# from when `accented` is held out, and the other way round.
+ACCENTED2_VOICES = {"dita": ("czech_dita", "czech/czech_dita"), "krb": ("czech_krb", "czech/czech_krb"),
+                    "ph": ("czech_ph", "czech/czech_ph"), "lj": ("suo_fi_lj_diphone", "finnish/suo_fi_lj_diphone"),
+                    "mv": ("hy_fi_mv_diphone", "finnish/hy_fi_mv_diphone"),
+                    "nsh": ("msu_ru_nsh_clunits", "russian/msu_ru_nsh_clunits")}
+FOREIGN_VOICES = {**ACCENTED_VOICES, **ACCENTED2_VOICES}
 FESTIVAL_VOICE_ROOT = Path("/usr/share/festival/voices")
 
 
 def _accented_script(jobs: list[Job], paths: list[Path]) -> str:
-    # The HTS voice's own engine parameters, captured once, get the speed control appended per clip.
-    lines = ["(voice_upc_ca_ona_hts)", "(set! ona_params hts_engine_params)"]
+    lines = []
+    if any(job.voice == "ona" for job in jobs):
+        # The HTS voice's own engine parameters, captured once, get the speed control appended per clip.
+        lines += ["(voice_upc_ca_ona_hts)", "(set! ona_params hts_engine_params)"]
     for job, path in zip(jobs, paths):
         rate, text = job.prosody.rate * job.speaker_rate, _festival_text(job)
-        lines.append(f"(voice_{ACCENTED_VOICES[job.voice][0]})")
+        lines.append(f"(voice_{FOREIGN_VOICES[job.voice][0]})")
         if job.voice == "ona":
             lines.append(f"(set! hts_engine_params (append ona_params '((\"-r\" {rate:.3f}))))")
         else:  # after the voice's setup, which resets it
             lines.append(f"(Parameter.set 'Duration_Stretch {1 / rate:.3f})")
             # The Italian voices' question intonation aborts festival on 8 sentences in 56 and makes no rise on
-            # the others: they get a statement, and WORLD the rise. Their steep final fall often hides it: over
+            # the others: they get a statement, and WORLD the rise (accented2's voices too, to treat them alike). Their steep final fall often hides it: over
             # the last voiced tenth (pYIN), -5 to +4 semitones against the statement, three sentences per voice.
             text = text.replace("?", ".")
         lines += [f'(set! utt (utt.synth (Utterance Text "{text}")))',
@@ -307,7 +319,7 @@ def _accented_script(jobs: list[Job], paths: list[Path]) -> str:
 
 
 # Speakers of the voices WORLD re-pitches: (F0 multiplier, spectral-envelope warp).
-WORLD_VOICES = {**HTS_VOICES, **{voice: (1.0, 1.0) for voice in ACCENTED_VOICES}}
+WORLD_VOICES = {**HTS_VOICES, **{voice: (1.0, 1.0) for voice in FOREIGN_VOICES}}
 
 
 def _world_prosody(x: np.ndarray, job: Job) -> np.ndarray:
@@ -339,10 +351,12 @@ def _world_prosody(x: np.ndarray, job: Job) -> np.ndarray:
 
 
 VOICES = {"espeak-ng": None, "flite": tuple(FLITE_VOICES), "festival": tuple(FESTIVAL_VOICES), "hts": tuple(HTS_VOICES),
-          "accented": tuple(ACCENTED_VOICES)}
+          "accented": tuple(ACCENTED_VOICES), "accented2": tuple(ACCENTED2_VOICES)}
 # The programs each engine runs, and the voice directories it needs besides.
-PROGRAMS = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", "hts": "festival", "accented": "festival"}
-VOICE_DIRS = {"hts": [HTS_VOICE_DIR], "accented": [FESTIVAL_VOICE_ROOT / d for _, d in ACCENTED_VOICES.values()]}
+PROGRAMS = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", "hts": "festival", "accented": "festival",
+            "accented2": "festival"}
+VOICE_DIRS = {"hts": [HTS_VOICE_DIR], "accented": [FESTIVAL_VOICE_ROOT / d for _, d in ACCENTED_VOICES.values()],
+              "accented2": [FESTIVAL_VOICE_ROOT / d for _, d in ACCENTED2_VOICES.values()]}
 
 
 def missing_engines(engines=ENGINES) -> list[str]:
@@ -409,7 +423,7 @@ def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(one, jobs, paths))
         clips = [load_waveform(path.read_bytes()) for path in paths]
-        if engine in ("hts", "accented"):  # WORLD holds the GIL: one process per thread
+        if engine in ("hts", "accented", "accented2"):  # WORLD holds the GIL: one process per thread
             with ProcessPoolExecutor(threads) as pool:
                 clips = list(pool.map(_world_prosody, clips, jobs, chunksize=8))
         for index, (job, x) in enumerate(zip(jobs, clips)):

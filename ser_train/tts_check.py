@@ -60,9 +60,10 @@ VOICES = {
     "festival": tuple(tts.FESTIVAL_VOICES),
     "hts": tuple(tts.HTS_VOICES),
     "accented": tuple(tts.ACCENTED_VOICES),
+    "accented2": tuple(tts.ACCENTED2_VOICES),
 }
 # The engines checked by default: the README's figures of this check are over these four (add `--engines ...
-# accented` for festival's Italian and Catalan voices, which came later).
+# accented accented2` for festival's voices of other languages, which came later).
 DEFAULT_ENGINES = ("espeak-ng", "flite", "festival", "hts")
 
 
