@@ -310,8 +310,9 @@ def _accented_script(jobs: list[Job], paths: list[Path]) -> str:
         else:  # after the voice's setup, which resets it
             lines.append(f"(Parameter.set 'Duration_Stretch {1 / rate:.3f})")
             # The Italian voices' question intonation aborts festival on 8 sentences in 56 and makes no rise on
-            # the others: they get a statement, and WORLD the rise (accented2's voices too, to treat them alike). Their steep final fall often hides it: over
-            # the last voiced tenth (pYIN), -5 to +4 semitones against the statement, three sentences per voice.
+            # the others: they get a statement, and WORLD the rise (accented2's voices too, to treat them alike).
+            # Their steep final fall often hides it: over the last voiced tenth (pYIN), -5 to +4 semitones against
+            # the statement, three sentences per voice.
             text = text.replace("?", ".")
         lines += [f'(set! utt (utt.synth (Utterance Text "{text}")))',
                   f'(utt.save.wave utt "{path}" \'riff)']

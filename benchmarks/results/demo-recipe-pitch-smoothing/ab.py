@@ -41,8 +41,9 @@ def main(arms: list[Path], generators: list[str]) -> None:
             other = [o for o in generators if o != g]
             t_other = fit_temperature(np.concatenate([data[o][0] for o in other]),
                                       np.concatenate([data[o][1] for o in other]))
-            surprise = int((logits.argmax(1) == 7).sum())  # labels sorted: surprise is the last of eight
-            print(f"| {arm.name} | {g} | {(logits.argmax(1) == truth).mean():.3f} ({(logits.argmax(1) == truth).sum()}) "
+            answers = logits.argmax(1)
+            surprise = int((answers == 7).sum())  # labels sorted: surprise is the last of eight
+            print(f"| {arm.name} | {g} | {(answers == truth).mean():.3f} ({(answers == truth).sum()}) "
                   f"| {surprise} | {confidence(logits):.3f} | {own[g]:.2f} | {t_other:.2f} "
                   f"| {ece_of_logits(logits, truth, t_other):.3f} | {ece_of_logits(logits, truth):.3f} |")
 
