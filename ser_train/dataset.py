@@ -131,17 +131,10 @@ def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict 
         rows, seconds, voice, source, speaker_pitch = [], [], [], [], []
         for g_index, generator in enumerate(generators):
             count = (per_label if generator == "synth" else tts_per_label)[split]
-            split_seed = seed * 1000 + offset + 100 * g_index
-            if generator == "synth":
-                clips = ((e, x, f"synth f0={s.base_f0:.0f}", None) for e, x, _, s in generate(count, seed=split_seed))
-            else:
-                pitch = tts_train_speaker_pitch if split == "train" else tts.SPEAKER_PITCH
-                clips = ((e, x, job.voice, round(job.speaker_pitch, 4))
-                         for e, x, job in tts.generate(generator, count, split_seed, split, pitch))
-            for i, (emotion, samples, speaker, shift) in enumerate(
-                    tqdm(clips, total=count * len(EMOTIONS), desc=f"{generator} {split}", unit="clip")):
-                rows.append((encode(samples, SAMPLE_RATE, "wav"), f"{split}/{generator}/{i:05d}_{emotion}.wav", emotion))
-                seconds.append(round(len(samples) / SAMPLE_RATE, 2))
+            pitch = tts_train_speaker_pitch if split == "train" else tts.SPEAKER_PITCH
+            for row, length, speaker, shift in generator_clips(generator, split, split_seed(seed, offset, g_index), count, pitch):
+                rows.append(row)
+                seconds.append(length)
                 voice.append(speaker)
                 source.append(generator)
                 speaker_pitch.append(shift)
@@ -149,3 +142,26 @@ def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict 
                                       {"seconds": seconds, "voice": voice, "generator": source,
                                        "speaker_pitch": pa.array(speaker_pitch, type=pa.float64())})
     return paths
+
+
+def split_seed(seed: int, split_index: int, g_index: int) -> int:
+    """The seed of one split (its place in the split list) of one generator (its place in the generator list).
+
+    So a generator appended to an existing dataset later, with ``g_index`` its place in the longer list, gets
+    the very clips that one run with that list would have made.
+    """
+    return seed * 1000 + split_index + 100 * g_index
+
+
+def generator_clips(generator: str, split: str, seed: int, count: int, pitch: tts.SpeakerPitch = tts.SPEAKER_PITCH):
+    """Yield one generator's ``count`` clips per label of ``split`` (``seed``: :func:`split_seed`) as
+    ((wav bytes, file name, label), seconds, speaker, speaker F0 multiplier or None)."""
+    if generator == "synth":
+        clips = ((e, x, f"synth f0={s.base_f0:.0f}", None) for e, x, _, s in generate(count, seed=seed))
+    else:
+        clips = ((e, x, job.voice, round(job.speaker_pitch, 4))
+                 for e, x, job in tts.generate(generator, count, seed, split, pitch))
+    for i, (emotion, samples, speaker, shift) in enumerate(
+            tqdm(clips, total=count * len(EMOTIONS), desc=f"{generator} {split}", unit="clip")):
+        yield ((encode(samples, SAMPLE_RATE, "wav"), f"{split}/{generator}/{i:05d}_{emotion}.wav", emotion),
+               round(len(samples) / SAMPLE_RATE, 2), speaker, shift)

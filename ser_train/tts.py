@@ -401,6 +401,23 @@ def random_job(engine: str, emotion: str, text: str, rng: np.random.Generator,
                speaker_pitch=speaker_pitch.draw(rng), speaker_rate=float(rng.uniform(0.9, 1.1)))
 
 
+def _festival_chunks(engine: str, jobs: list[Job], paths: list[Path], size: int = 50):
+    """(jobs, paths) of at most ``size`` utterances for one festival process each.
+
+    accented2's chunks hold one voice each: after the Russian voice, festival asks the Finnish voice's phones for
+    Russian phone features and aborts ("Phone S does not have feature csoft"), which a chunk of 50 mixed
+    voices nearly always runs into.
+    """
+    if engine != "accented2":
+        return [(jobs[i : i + size], paths[i : i + size]) for i in range(0, len(jobs), size)]
+    chunks = []
+    for voice in sorted({job.voice for job in jobs}):
+        mine = [i for i, job in enumerate(jobs) if job.voice == voice]
+        chunks += [([jobs[i] for i in mine[j : j + size]], [paths[i] for i in mine[j : j + size]])
+                   for j in range(0, len(mine), size)]
+    return chunks
+
+
 def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple[float, float] = (25.0, 45.0),
            threads: int = 2) -> list[np.ndarray]:
     """16 kHz mono float32 clips of ``jobs``: the engine's output decoded by the serving decoder, scaled to
@@ -416,9 +433,8 @@ def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple
         if PROGRAMS[engine] == "festival":  # many utterances per festival process
             batch = (_festival_batch if engine == "festival"
                      else partial(_festival_process, make_script=_hts_script if engine == "hts" else _accented_script))
-            chunks = [(jobs[i : i + 50], paths[i : i + 50]) for i in range(0, len(jobs), 50)]
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(lambda c: batch(*c, workdir), chunks))
+                list(pool.map(lambda c: batch(*c, workdir), _festival_chunks(engine, jobs, paths)))
         else:
             one = _espeak if engine == "espeak-ng" else _flite
             with ThreadPoolExecutor(threads) as pool:

@@ -19,6 +19,18 @@ def test_generator_is_deterministic_for_a_seed():
     assert first != other
 
 
+def test_a_generator_made_alone_with_its_place_in_the_list_gives_the_clips_of_one_run(tmp_path):
+    # What benchmarks/results/demo-recipe-accented2/append_generator.py relies on to add an engine to old data.
+    from ser_train.dataset import generator_clips, split_seed, write_synthetic_dataset
+
+    counts = {"train": 1, "validation": 1, "test": 1}
+    write_synthetic_dataset(tmp_path, seed=3, per_label=counts, generators=("synth", "synth"))
+    one_run = read_examples(tmp_path / "validation.parquet")
+    alone = list(generator_clips("synth", "validation", split_seed(3, 1, 1), 1))
+    assert [e.audio for e in one_run[len(EMOTIONS):]] == [row[0] for row, *_ in alone]  # the second generator's
+    assert [e.audio for e in one_run[: len(EMOTIONS)]] != [row[0] for row, *_ in alone]
+
+
 def test_generator_covers_all_labels_with_durations_of_one_to_five_seconds():
     clips = list(generate(6, seed=1))
     assert sorted({e for e, *_ in clips}) == sorted(EMOTIONS)

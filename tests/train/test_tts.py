@@ -243,6 +243,19 @@ def test_the_czech_finnish_and_russian_voices_speak_every_sentence_at_their_own_
     assert min(median["dita"], median["krb"]) > max(median[v] for v in ("ph", "mv", "nsh")) + 30
 
 
+def test_a_finnish_voice_after_the_russian_one_in_the_same_batch_is_spoken(tts_engines):
+    # In one festival process, lj after nsh aborts on these sentences ("Phone S does not have feature csoft").
+    neutral = tts.emotion_prosody("neutral")
+    jobs = [tts.Job("The report has twelve pages and two tables.", neutral, "nsh", 1.0, 1.0),
+            tts.Job("She parked the car next to the old garage.", neutral, "lj", 1.0, 1.0)]
+    clips = tts.render("accented2", jobs, np.random.default_rng(0))
+    assert len(clips) == 2 and all(len(x) > 16_000 and np.abs(x).max() > 0.1 for x in clips)
+    chunks = tts._festival_chunks("accented2", jobs * 30, [Path(f"{i}.wav") for i in range(60)])
+    assert [len(chunk_jobs) for chunk_jobs, _ in chunks] == [30, 30]  # one voice per process
+    assert {job.voice for job in chunks[0][0]} == {"lj"} and {job.voice for job in chunks[1][0]} == {"nsh"}
+    assert chunks[0][1][:2] == [Path("1.wav"), Path("3.wav")]  # each clip still goes to its own path
+
+
 def test_synth_takes_the_training_speakers_range_in_multipliers_or_in_semitones(monkeypatch, tmp_path):
     import ser_train.dataset
     from ser_serve.cli import main
