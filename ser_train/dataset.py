@@ -132,7 +132,8 @@ def write_synthetic_dataset(out_dir: str | Path, seed: int = 0, per_label: dict 
         for g_index, generator in enumerate(generators):
             count = (per_label if generator == "synth" else tts_per_label)[split]
             pitch = tts_train_speaker_pitch if split == "train" else tts.SPEAKER_PITCH
-            for row, length, speaker, shift in generator_clips(generator, split, split_seed(seed, offset, g_index), count, pitch):
+            clips = generator_clips(generator, split, split_seed(seed, offset, g_index), count, pitch)
+            for row, length, speaker, shift in clips:
                 rows.append(row)
                 seconds.append(length)
                 voice.append(speaker)
