@@ -31,22 +31,28 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for split_index, (split, count) in enumerate(zip(SPLITS, args.tts_per_label)):
-        old = pq.read_table(args.source / f"{split}.parquet")
-        if args.generator in set(old.column("generator").to_pylist()):
+        source = pq.ParquetFile(args.source / f"{split}.parquet")
+        schema = source.schema_arrow
+        if args.generator in set(source.read(columns=["generator"]).column(0).to_pylist()):
             raise SystemExit(f"{args.source / split}.parquet already has {args.generator} clips")
         pitch = tts.SpeakerPitch(*args.tts_train_speaker_pitch) if split == "train" and args.tts_train_speaker_pitch \
             else tts.SPEAKER_PITCH
         clips = list(generator_clips(args.generator, split, split_seed(args.seed, split_index, args.g_index), count, pitch))
         new = pa.table({
-            "audio": pa.array([{"bytes": data, "path": name} for (data, name, _), *_ in clips], type=old.schema.field("audio").type),
+            "audio": pa.array([{"bytes": data, "path": name} for (data, name, _), *_ in clips], type=schema.field("audio").type),
             "label": pa.array([label for (_, _, label), *_ in clips], type=pa.string()),
             "seconds": pa.array([seconds for _, seconds, _, _ in clips], type=pa.float64()),
             "voice": pa.array([voice for _, _, voice, _ in clips], type=pa.string()),
             "generator": pa.array([args.generator] * len(clips), type=pa.string()),
             "speaker_pitch": pa.array([shift for *_, shift in clips], type=pa.float64()),
-        }).select(old.column_names)
-        pq.write_table(pa.concat_tables([old, new.cast(old.schema)]), args.out / f"{split}.parquet")
-        print(f"wrote {args.out / split}.parquet: {old.num_rows} + {new.num_rows} {args.generator} clips", flush=True)
+        }).select(schema.names).cast(schema)
+        # Batch by batch: pq.read_table of a file of gigabytes of audio can fail ("Nested data conversions not
+        # implemented for chunked array outputs").
+        with pq.ParquetWriter(args.out / f"{split}.parquet", schema) as out:
+            for batch in source.iter_batches(batch_size=1000):
+                out.write_batch(batch)
+            out.write_table(new)
+        print(f"wrote {args.out / split}.parquet: {source.metadata.num_rows} + {new.num_rows} {args.generator} clips", flush=True)
 
 
 if __name__ == "__main__":
