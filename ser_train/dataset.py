@@ -89,6 +89,14 @@ def class_label_names(schema, column: str) -> dict[int, str] | None:
 
 def write_examples(path: str | Path, examples: list[tuple[bytes, str, str]], extra: dict | None = None) -> Path:
     """Write (audio bytes, file name, label) rows in the HF audio layout."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(examples_table(examples, extra), path)
+    return path
+
+
+def examples_table(examples: list[tuple[bytes, str, str]], extra: dict | None = None) -> pa.Table:
+    """(audio bytes, file name, label) rows as a table in the HF audio layout, with ``extra`` columns after them."""
     columns = {
         "audio": pa.array([{"bytes": data, "path": name} for data, name, _ in examples],
                           type=pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
@@ -96,10 +104,7 @@ def write_examples(path: str | Path, examples: list[tuple[bytes, str, str]], ext
     }
     for key, values in (extra or {}).items():
         columns[key] = values if isinstance(values, pa.Array) else pa.array(values)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), path)
-    return path
+    return pa.table(columns)
 
 
 SPLITS = {"train": 400, "validation": 25, "test": 50}  # clips per label (the synthetic voice alone)

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ser_train import tts
-from ser_train.dataset import generator_clips, split_seed
+from ser_train.dataset import examples_table, generator_clips, split_seed
 
 SPLITS = ("train", "validation", "test")
 
@@ -38,12 +38,10 @@ def main() -> None:
         pitch = tts.SpeakerPitch(*args.tts_train_speaker_pitch) if split == "train" and args.tts_train_speaker_pitch \
             else tts.SPEAKER_PITCH
         clips = list(generator_clips(args.generator, split, split_seed(args.seed, split_index, args.g_index), count, pitch))
-        new = pa.table({
-            "audio": pa.array([{"bytes": data, "path": name} for (data, name, _), *_ in clips], type=schema.field("audio").type),
-            "label": pa.array([label for (_, _, label), *_ in clips], type=pa.string()),
-            "seconds": pa.array([seconds for _, seconds, _, _ in clips], type=pa.float64()),
-            "voice": pa.array([voice for _, _, voice, _ in clips], type=pa.string()),
-            "generator": pa.array([args.generator] * len(clips), type=pa.string()),
+        new = examples_table([row for row, *_ in clips], {
+            "seconds": [seconds for _, seconds, _, _ in clips],
+            "voice": [voice for _, _, voice, _ in clips],
+            "generator": [args.generator] * len(clips),
             "speaker_pitch": pa.array([shift for *_, shift in clips], type=pa.float64()),
         }).select(schema.names).cast(schema)
         # Batch by batch: pq.read_table of a file of gigabytes of audio can fail ("Nested data conversions not
