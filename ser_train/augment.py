@@ -132,6 +132,33 @@ def colour(x: np.ndarray, rng: np.random.Generator, depth_db: float = 8.0, point
     return y * (np.abs(x).max() / (np.abs(y).max() + 1e-9))
 
 
+def warp_envelope(envelope: np.ndarray, warp: float) -> np.ndarray:
+    """A WORLD spectral envelope (frames x bins) with each frame's value at frequency f taken from f / ``warp``:
+    above 1 the formants move up (a shorter vocal tract), below 1 down."""
+    bins = np.arange(envelope.shape[1])
+    return np.ascontiguousarray(np.stack([np.interp(bins / warp, bins, frame) for frame in envelope]))
+
+
+def warp_formants(x: np.ndarray, warp: float, frame_ms: float = 5.0) -> np.ndarray:
+    """The clip with its formants moved by ``warp`` (``warp_envelope``) and its F0 contour, timing and peak
+    kept: another vocal tract saying the same thing at the same pitch (WORLD analysis and resynthesis). Unlike
+    ``shift_voice``, the pitch, which the labels' prosody is partly made of, does not move."""
+    import warnings
+
+    with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
+        warnings.simplefilter("ignore")
+        import pyworld  # only training needs it (the `train` extra)
+
+    x64 = np.asarray(x, dtype=np.float64)
+    f0, times = pyworld.dio(x64, SAMPLE_RATE, frame_period=frame_ms)
+    f0 = pyworld.stonemask(x64, f0, times, SAMPLE_RATE)
+    envelope = pyworld.cheaptrick(x64, f0, times, SAMPLE_RATE)
+    aperiodicity = pyworld.d4c(x64, f0, times, SAMPLE_RATE)
+    y = pyworld.synthesize(f0, warp_envelope(envelope, warp), aperiodicity, SAMPLE_RATE, frame_ms)
+    y = np.pad(y, (0, max(0, len(x64) - len(y))))[: len(x64)]
+    return (y * (np.abs(x64).max() / (np.abs(y).max() + 1e-9))).astype(np.float32)
+
+
 def other_voice(x: np.ndarray, rng: np.random.Generator, p: float = 0.5,
                 max_semitones: float = VOICE_SEMITONES) -> tuple[np.ndarray, float]:
     """With probability ``p``, the clip as another voice: a random pitch-and-formant shift (each with

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_serve.audio import load_waveform
+from ser_train.augment import warp_envelope
 from ser_train.synth import EMOTIONS, PROFILES
 
 SAMPLE_RATE = 16_000
@@ -344,9 +345,8 @@ def _world_prosody(x: np.ndarray, job: Job) -> np.ndarray:
         if job.prosody.ending == "?":
             shifted += np.log(2.0) * HTS_QUESTION_RISE_SEMITONES / 12 * np.clip(np.linspace(-4.0, 1.0, len(shifted)), 0, 1)
         f0[voiced] = np.exp(np.clip(shifted, np.log(60.0), np.log(500.0)))
-    if warp != 1.0:  # envelope at frequency f taken from f / warp
-        bins = np.arange(envelope.shape[1])
-        envelope = np.stack([np.interp(bins / warp, bins, frame) for frame in envelope])
+    if warp != 1.0:
+        envelope = warp_envelope(envelope, warp)
     y = pyworld.synthesize(f0, np.ascontiguousarray(envelope), aperiodicity, SAMPLE_RATE, HTS_FRAME_MS)
     return y.astype(np.float32)
 

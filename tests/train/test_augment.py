@@ -102,6 +102,22 @@ def test_colouring_changes_the_spectrum_not_the_length_or_peak(voice):
     assert abs(band_energy(coloured, 0, 1000) - band_energy(voice, 0, 1000)) > 0.01
 
 
+def spectral_centroid(x):
+    f, p = welch(x, fs=16_000, nperseg=1024)
+    return float((f * p).sum() / p.sum())
+
+
+def test_formant_warp_moves_the_formants_and_keeps_the_pitch_length_and_peak(voice):
+    up, down = augment.warp_formants(voice, 1.25), augment.warp_formants(voice, 0.8)
+    for warped in (up, down):
+        assert warped.dtype == np.float32 and len(warped) == len(voice)
+        assert np.abs(warped).max() == pytest.approx(np.abs(voice).max(), rel=1e-4)
+        assert median_f0(warped) == pytest.approx(median_f0(voice), rel=0.03)
+    # Not WORLD's resynthesis alone: the spectrum moves the way the warp says, and by more than a round trip does.
+    same = spectral_centroid(augment.warp_formants(voice, 1.0))
+    assert spectral_centroid(down) < 0.9 * same < same < spectral_centroid(up) / 1.1
+
+
 def test_training_clips_are_held_as_pcm16_and_read_back_exactly(voice):
     """ser_train.train keeps decoded clips and their codec copies as 16-bit PCM (half of float32's memory):
     exact for the 16-bit WAV that ``ser-serve synth`` writes, and the augmented items are float32 again."""
