@@ -358,6 +358,10 @@ PROGRAMS = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "festival", 
             "accented2": "festival"}
 VOICE_DIRS = {"hts": [HTS_VOICE_DIR], "accented": [FESTIVAL_VOICE_ROOT / d for _, d in ACCENTED_VOICES.values()],
               "accented2": [FESTIVAL_VOICE_ROOT / d for _, d in ACCENTED2_VOICES.values()]}
+# Engines whose pitch level, range and question rise WORLD puts on afterwards (_world_prosody).
+WORLD_ENGINES = ("hts", "accented", "accented2")
+# Engines whose voices must not share a festival process (_festival_chunks).
+ONE_VOICE_PER_FESTIVAL = ("accented2",)
 
 
 def missing_engines(engines=ENGINES) -> list[str]:
@@ -404,11 +408,11 @@ def random_job(engine: str, emotion: str, text: str, rng: np.random.Generator,
 def _festival_chunks(engine: str, jobs: list[Job], paths: list[Path], size: int = 50):
     """(jobs, paths) of at most ``size`` utterances for one festival process each.
 
-    accented2's chunks hold one voice each: after the Russian voice, festival asks the Finnish voice's phones for
+    The chunks of ONE_VOICE_PER_FESTIVAL's engines (accented2) hold one voice each: after the Russian voice, festival asks the Finnish voice's phones for
     Russian phone features and aborts ("Phone S does not have feature csoft"), which a chunk of 50 mixed
     voices nearly always runs into.
     """
-    if engine != "accented2":
+    if engine not in ONE_VOICE_PER_FESTIVAL:
         return [(jobs[i : i + size], paths[i : i + size]) for i in range(0, len(jobs), size)]
     chunks = []
     for voice in sorted({job.voice for job in jobs}):
@@ -440,7 +444,7 @@ def render(engine: str, jobs: list[Job], rng: np.random.Generator, snr_db: tuple
             with ThreadPoolExecutor(threads) as pool:
                 list(pool.map(one, jobs, paths))
         clips = [load_waveform(path.read_bytes()) for path in paths]
-        if engine in ("hts", "accented", "accented2"):  # WORLD holds the GIL: one process per thread
+        if engine in WORLD_ENGINES:  # WORLD holds the GIL: one process per thread
             with ProcessPoolExecutor(threads) as pool:
                 clips = list(pool.map(_world_prosody, clips, jobs, chunksize=8))
         for index, (job, x) in enumerate(zip(jobs, clips)):
