@@ -408,9 +408,9 @@ def random_job(engine: str, emotion: str, text: str, rng: np.random.Generator,
 def _festival_chunks(engine: str, jobs: list[Job], paths: list[Path], size: int = 50):
     """(jobs, paths) of at most ``size`` utterances for one festival process each.
 
-    The chunks of ONE_VOICE_PER_FESTIVAL's engines (accented2) hold one voice each: after the Russian voice, festival asks the Finnish voice's phones for
-    Russian phone features and aborts ("Phone S does not have feature csoft"), which a chunk of 50 mixed
-    voices nearly always runs into.
+    The chunks of ONE_VOICE_PER_FESTIVAL's engines (accented2) hold one voice each: after the Russian voice,
+    festival asks the Finnish voice's phones for Russian phone features and aborts ("Phone S does not have
+    feature csoft"), which a chunk of 50 mixed voices nearly always runs into.
     """
     if engine not in ONE_VOICE_PER_FESTIVAL:
         return [(jobs[i : i + size], paths[i : i + size]) for i in range(0, len(jobs), size)]

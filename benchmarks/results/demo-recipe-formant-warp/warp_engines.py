@@ -54,7 +54,8 @@ def main() -> None:
             for i, data in zip(chosen, pool.map(warp_row, [(rows[i]["audio"]["bytes"], draws[1][i]) for i in chosen],
                                                 chunksize=8)):
                 rows[i]["audio"]["bytes"] = data
-                warps.append({"row": first + i, "generator": rows[i]["generator"], "warp": round(float(draws[1][i]), 4)})
+                warps.append({"row": first + i, "generator": rows[i]["generator"],
+                              "warp": round(float(draws[1][i]), 4)})
             out.write_table(pa.Table.from_pylist(rows, schema=schema))
             first += len(rows)
             print(f"{first} of {source.metadata.num_rows} rows, {len(warps)} warped", flush=True)
