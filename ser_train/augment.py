@@ -139,22 +139,32 @@ def warp_envelope(envelope: np.ndarray, warp: float) -> np.ndarray:
     return np.ascontiguousarray(np.stack([np.interp(bins / warp, bins, frame) for frame in envelope]))
 
 
-def warp_formants(x: np.ndarray, warp: float, frame_ms: float = 5.0) -> np.ndarray:
-    """The clip with its formants moved by ``warp`` (``warp_envelope``) and its F0 contour, timing and peak
-    kept: another vocal tract saying the same thing at the same pitch (WORLD analysis and resynthesis). Unlike
-    ``shift_voice``, the pitch, which the labels' prosody is partly made of, does not move."""
+def pyworld():
+    """The WORLD vocoder module (only training and data generation need it: the `train` extra)."""
     import warnings
 
     with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
         warnings.simplefilter("ignore")
-        import pyworld  # only training needs it (the `train` extra)
+        import pyworld as world
+    return world
 
+
+def world_analysis(x: np.ndarray, frame_ms: float = 5.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """WORLD's (F0, spectral envelope, aperiodicity) of a 16 kHz clip, one row per ``frame_ms``."""
+    world = pyworld()
+    x = np.asarray(x, dtype=np.float64)
+    f0, times = world.dio(x, SAMPLE_RATE, frame_period=frame_ms)
+    f0 = world.stonemask(x, f0, times, SAMPLE_RATE)
+    return f0, world.cheaptrick(x, f0, times, SAMPLE_RATE), world.d4c(x, f0, times, SAMPLE_RATE)
+
+
+def warp_formants(x: np.ndarray, warp: float, frame_ms: float = 5.0) -> np.ndarray:
+    """The clip with its formants moved by ``warp`` (``warp_envelope``) and its F0 contour, timing and peak
+    kept: another vocal tract saying the same thing at the same pitch (WORLD analysis and resynthesis). Unlike
+    ``shift_voice``, the pitch, which the labels' prosody is partly made of, does not move."""
     x64 = np.asarray(x, dtype=np.float64)
-    f0, times = pyworld.dio(x64, SAMPLE_RATE, frame_period=frame_ms)
-    f0 = pyworld.stonemask(x64, f0, times, SAMPLE_RATE)
-    envelope = pyworld.cheaptrick(x64, f0, times, SAMPLE_RATE)
-    aperiodicity = pyworld.d4c(x64, f0, times, SAMPLE_RATE)
-    y = pyworld.synthesize(f0, warp_envelope(envelope, warp), aperiodicity, SAMPLE_RATE, frame_ms)
+    f0, envelope, aperiodicity = world_analysis(x64, frame_ms)
+    y = pyworld().synthesize(f0, warp_envelope(envelope, warp), aperiodicity, SAMPLE_RATE, frame_ms)
     y = np.pad(y, (0, max(0, len(x64) - len(y))))[: len(x64)]
     return (y * (np.abs(x64).max() / (np.abs(y).max() + 1e-9))).astype(np.float32)
 

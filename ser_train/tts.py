@@ -43,7 +43,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -52,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_serve.audio import load_waveform
-from ser_train.augment import warp_envelope
+from ser_train.augment import pyworld, warp_envelope, world_analysis
 from ser_train.synth import EMOTIONS, PROFILES
 
 SAMPLE_RATE = 16_000
@@ -327,15 +326,7 @@ WORLD_VOICES = {**HTS_VOICES, **{voice: (1.0, 1.0) for voice in FOREIGN_VOICES}}
 def _world_prosody(x: np.ndarray, job: Job) -> np.ndarray:
     """The clip's F0 level times pitch (prosody, speaker, voice), its spread around the median times the prosody's
     range, and the voice's envelope warp, resynthesised by WORLD (16 kHz)."""
-    with warnings.catch_warnings():  # pyworld 0.3.5 imports the deprecated pkg_resources
-        warnings.simplefilter("ignore")
-        import pyworld  # only data generation needs it (the `train` extra)
-
-    x = x.astype(np.float64)
-    f0, times = pyworld.dio(x, SAMPLE_RATE, frame_period=HTS_FRAME_MS)
-    f0 = pyworld.stonemask(x, f0, times, SAMPLE_RATE)
-    envelope = pyworld.cheaptrick(x, f0, times, SAMPLE_RATE)
-    aperiodicity = pyworld.d4c(x, f0, times, SAMPLE_RATE)
+    f0, envelope, aperiodicity = world_analysis(x, HTS_FRAME_MS)
     voice_pitch, warp = WORLD_VOICES[job.voice]
     voiced = f0 > 0
     if voiced.any():
@@ -347,7 +338,7 @@ def _world_prosody(x: np.ndarray, job: Job) -> np.ndarray:
         f0[voiced] = np.exp(np.clip(shifted, np.log(60.0), np.log(500.0)))
     if warp != 1.0:
         envelope = warp_envelope(envelope, warp)
-    y = pyworld.synthesize(f0, np.ascontiguousarray(envelope), aperiodicity, SAMPLE_RATE, HTS_FRAME_MS)
+    y = pyworld().synthesize(f0, np.ascontiguousarray(envelope), aperiodicity, SAMPLE_RATE, HTS_FRAME_MS)
     return y.astype(np.float32)
 
 
