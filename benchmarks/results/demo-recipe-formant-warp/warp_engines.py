@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
+from ser_tools.encode import encode
 from ser_train.augment import SAMPLE_RATE, warp_formants
 
 
@@ -26,9 +27,7 @@ def warp_row(job: tuple[bytes, float]) -> bytes:
     data, warp = job
     x, rate = sf.read(io.BytesIO(data), dtype="float32")
     assert rate == SAMPLE_RATE, rate
-    out = io.BytesIO()
-    sf.write(out, warp_formants(x, warp), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return out.getvalue()
+    return encode(warp_formants(x, warp), SAMPLE_RATE, "wav")  # as ser-serve synth writes its clips
 
 
 def main() -> None:
