@@ -160,10 +160,20 @@ def world_analysis(x: np.ndarray, frame_ms: float = 5.0) -> tuple[np.ndarray, np
 
 def warp_formants(x: np.ndarray, warp: float, frame_ms: float = 5.0) -> np.ndarray:
     """The clip with its formants moved by ``warp`` (``warp_envelope``) and its F0 contour, timing and peak
-    kept: another vocal tract saying the same thing at the same pitch (WORLD analysis and resynthesis). Unlike
-    ``shift_voice``, the pitch, which the labels' prosody is partly made of, does not move."""
+    kept: another vocal tract saying the same thing at the same pitch. Unlike ``shift_voice``, the pitch, which
+    the labels' prosody is partly made of, does not move."""
+    return world_speaker(x, 1.0, warp, frame_ms)
+
+
+def world_speaker(x: np.ndarray, pitch: float, warp: float, frame_ms: float = 5.0) -> np.ndarray:
+    """The clip as another speaker, by WORLD analysis and resynthesis: the F0 contour times ``pitch`` (its
+    shape kept; a moved contour is clipped to 60-500 Hz as ``tts`` does) and the formants moved by ``warp``;
+    timing and peak kept."""
     x64 = np.asarray(x, dtype=np.float64)
     f0, envelope, aperiodicity = world_analysis(x64, frame_ms)
+    if pitch != 1.0:
+        voiced = f0 > 0
+        f0[voiced] = np.clip(f0[voiced] * pitch, 60.0, 500.0)
     y = pyworld().synthesize(f0, warp_envelope(envelope, warp), aperiodicity, SAMPLE_RATE, frame_ms)
     y = np.pad(y, (0, max(0, len(x64) - len(y))))[: len(x64)]
     return (y * (np.abs(x64).max() / (np.abs(y).max() + 1e-9))).astype(np.float32)

@@ -119,6 +119,21 @@ def test_formant_warp_moves_the_formants_and_keeps_the_pitch_length_and_peak(voi
     assert spectral_centroid(up) > 1.1 * same
 
 
+def test_world_speaker_moves_the_pitch_by_the_factor_and_the_formants_by_the_warp(voice):
+    """ser_train.augment.world_speaker: another speaker's pitch (x1.5 and x0.75) with the formants moved as asked,
+    or kept (warp 1), so that pitch and vocal tract can be varied together or apart."""
+    same = augment.world_speaker(voice, 1.0, 1.0)
+    for pitch in (1.5, 0.75):
+        alone, coupled = augment.world_speaker(voice, pitch, 1.0), augment.world_speaker(voice, pitch, pitch**0.33)
+        for shifted in (alone, coupled):
+            assert shifted.dtype == np.float32 and len(shifted) == len(voice)
+            assert median_f0(shifted) == pytest.approx(pitch * median_f0(voice), rel=0.04)
+        # The envelope is WORLD's from the original clip: pitch alone leaves the formants about where they were.
+        assert spectral_centroid(alone) == pytest.approx(spectral_centroid(same), rel=0.08)
+    assert spectral_centroid(augment.world_speaker(voice, 1.5, 1.25)) > 1.1 * spectral_centroid(same)
+    assert spectral_centroid(augment.world_speaker(voice, 0.75, 0.8)) < 0.9 * spectral_centroid(same)
+
+
 def test_training_clips_are_held_as_pcm16_and_read_back_exactly(voice):
     """ser_train.train keeps decoded clips and their codec copies as 16-bit PCM (half of float32's memory):
     exact for the 16-bit WAV that ``ser-serve synth`` writes, and the augmented items are float32 again."""
