@@ -2,8 +2,8 @@
 
 Each GENERATOR=MODEL_DIR is linked as <out>/<GENERATOR>/model, scored on that generator's test clips
 (logo.held_out_row: accuracy, ECE before and after the fold's validation T) and written as its fold.json
-(kept if it exists, as logo keeps a finished fold); then ser_train.logo summarises them, with each fold's ECE under the T fitted on the other folds' held-out
-clips (it trains nothing: a fold whose fold.json exists is kept).
+(kept if it exists, as logo keeps a finished fold); then ser_train.logo summarises them, with each fold's
+ECE under the T fitted on the other folds' held-out clips (it trains nothing: every fold has its fold.json).
 
     python benchmarks/results/demo-recipe-six-e5/assemble.py --data build/data-ab --out build/logo-six-e5 \
         accented=build/ab/acc-base hts=build/ab/fold-hts ...
