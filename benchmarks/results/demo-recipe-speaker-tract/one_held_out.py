@@ -20,8 +20,9 @@ def main(generator: str, temperature: float, arms: list[Path]) -> None:
         report = json.loads((arm / "eval" / generator / "report.json").read_text())
         logits, truth = raw_logits(report, folded_temperature(json.loads((arm / "training_log.json").read_text())))
         answers = logits.argmax(1)
+        surprise = sorted(report["scores"][0]).index("surprise")  # raw_logits' column order
         synth = json.loads((arm / "eval" / "synth" / "report.json").read_text())["accuracy"]
-        print(f"| {arm.name} | {(answers == truth).mean():.3f} ({(answers == truth).sum()}) | {(answers == 7).sum()} "
+        print(f"| {arm.name} | {(answers == truth).mean():.3f} ({(answers == truth).sum()}) | {(answers == surprise).sum()} "
               f"| {fit_temperature(logits, truth):.2f} | {ece_of_logits(logits, truth):.3f} "
               f"| {ece_of_logits(logits, truth, temperature):.3f} | {synth:.4f} |")
 
