@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from ser_serve.audio import load_waveform
+from ser_train.allocator import keep_freed_memory
 from ser_train.augment import VOICE_SEMITONES
 from ser_train.presets import DEFAULT_LABELS, PRESETS, make_preset_checkpoint
 from ser_serve.errors import InvalidCheckpoint
@@ -423,6 +424,7 @@ def cpu_has_native_bf16() -> bool:
 def train(args) -> dict:
     from transformers import AutoFeatureExtractor, get_linear_schedule_with_warmup
 
+    kept_freed_memory = keep_freed_memory()
     torch.manual_seed(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -597,7 +599,8 @@ def train(args) -> dict:
             break
     summary = {"best_val_accuracy": best, "history": history, "device": str(device), "args": {
         k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "train_clips": len(train_data), "validation_clips": len(val_data), "skipped_steps": skipped["total"]}
+        "train_clips": len(train_data), "validation_clips": len(val_data), "skipped_steps": skipped["total"],
+        "allocator_keeps_freed_memory": kept_freed_memory}
     if probe_targets is not None:
         summary["probe_accuracy"] = probe_accuracy
     if average is not None:

@@ -1,0 +1,42 @@
+"""Keep freed memory in the process instead of handing it back to the kernel each training step.
+
+glibc serves blocks above its mmap threshold (at most 32 MiB) with a fresh mmap and returns them with munmap on
+free, and trims the top of the heap when enough is free. A training step of the demo model allocates and frees
+hundreds of megabytes (the first convolution's output for 16 clips of 4 s alone is about 400 MB), so every step
+maps those pages again and takes a page fault on each 4 KiB of them: measured on a 2-core AMD EPYC (AVX2), about
+68,000 minor faults a second per training process and a fifth of its CPU time in the kernel. With mmap off and
+trimming off, freed blocks are reused; the arithmetic is unchanged, the process keeps its peak footprint.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+# mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
+
+
+def _glibc():
+    """The C library when it is glibc (which has mallopt with these meanings), else None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.gnu_get_libc_version  # glibc only
+    except (OSError, AttributeError, TypeError):
+        return None
+    return libc
+
+
+def is_glibc() -> bool:
+    return _glibc() is not None
+
+
+def keep_freed_memory() -> bool:
+    """Turn off glibc's mmap of large blocks and heap trimming; False where libc is not glibc (nothing changed)."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    # mallopt returns 1 on success; both must hold, or the step still maps and trims.
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
