@@ -107,11 +107,12 @@ stage1-from-git:
 	for f in config.json preprocessor_config.json model.safetensors training_log.json; do \
 		git show 6af9feb:models/demo/$$f > $(STAGE1)/$$f; done
 # Stage 2: fine-tune on every generator with augmentation on the fly, 4 s crops, the clip-measure loss (the prosody
-# probe's eleven measures read out of the pooled hidden state), label smoothing, bfloat16 autocast and one
-# torch thread (these machines are shared: two threads stall each other); temperature calibration.
-# DEMO_BF16= trains in float32 instead: on a CPU without AVX512-BF16 or AMX, bfloat16 is emulated and about 5x slower
-# (`lscpu | grep -o 'avx512_bf16\|amx_tile'` prints nothing there); the committed model was trained with it.
-DEMO_BF16 ?= --bf16
+# probe's eleven measures read out of the pooled hidden state), label smoothing, one torch thread (these machines are
+# shared: two threads stall each other) and bfloat16 autocast where the CPU has it natively; temperature calibration.
+# On a CPU without AVX512-BF16 or AMX, bfloat16 is emulated and about 5x slower, so DEMO_BF16 is empty there and
+# training runs in float32 (`args.bf16` in models/demo/training_log.json says which the committed model used).
+# DEMO_BF16=--bf16 or DEMO_BF16= forces either.
+DEMO_BF16 ?= $(if $(shell lscpu 2>/dev/null | grep -o 'avx512_bf16\|amx_tile'),--bf16,)
 TRAIN_ARGS ?= --batch-size 16 --lr 5e-4 --warmup-steps 100 --crop-seconds 4.0 --measure-weight 1.0 --augment 0.8 --label-smoothing 0.1 \
 	--calibration-copies 1 --threads 1 $(DEMO_BF16)
 DEMO_EPOCHS ?= 6

@@ -102,8 +102,10 @@ def make_dry_run(*args) -> list[list[str]]:
     return [shlex.split(line) for line in done.stdout.replace("\\\n", " ").splitlines() if line.strip()]
 
 
-def tool_args(commands, module):
-    return next(c[3:] for c in commands if c[1:3] == ["-m", module])
+def tool_args(commands, module, verb=None):
+    """The arguments of the first `python -m MODULE [VERB]` command (train-demo runs `ser_serve.cli synth` first)."""
+    head = ["-m", module] + ([verb] if verb else [])
+    return next(c[1 + len(head):] for c in commands if c[1:1 + len(head)] == head)
 
 
 def test_the_makefile_seed_options_are_commands_the_tools_accept():
@@ -114,13 +116,15 @@ def test_the_makefile_seed_options_are_commands_the_tools_accept():
     demo = soup.parse_args(tool_args(make_dry_run("train-demo", "DEMO_SEEDS=0 1"), "ser_train.soup"))
     assert demo.seeds == [0, 1] and demo.jobs == 2 and str(demo.out) == "build/demo"
     member = train.parse_args([*shlex.split(demo.train_args), "--out", "m", "--seed", "1"])
-    assert str(member.init_from) == "build/demo-stage1" and member.epochs == 6 and member.bf16
+    assert str(member.init_from) == "build/demo-stage1" and member.epochs == 6
+    assert member.bf16 == train.cpu_has_native_bf16()  # the Makefile asks lscpu; torch asks the CPU itself
     folds = logo.parse_args(tool_args(make_dry_run("evaluate-demo-logo", "LOGO_SEEDS=0 1"), "ser_train.logo"))
     assert folds.seeds == [0, 1] and folds.jobs == 2
-    # Without the seeds: one run, as before; DEMO_BF16= drops bfloat16.
+    # Without the seeds: one run, as before; DEMO_BF16= / DEMO_BF16=--bf16 force either precision.
     plain = make_dry_run("train-demo", "DEMO_BF16=")
+    assert "--bf16" in tool_args(make_dry_run("train-demo", "DEMO_BF16=--bf16"), "ser_serve.cli", "train")
     assert not any(c[1:3] == ["-m", "ser_train.soup"] for c in plain)
-    assert "--bf16" not in tool_args(plain, "ser_serve.cli") and logo.parse_args(
+    assert "--bf16" not in tool_args(plain, "ser_serve.cli", "train") and logo.parse_args(
         tool_args(make_dry_run("evaluate-demo-logo"), "ser_train.logo")).seeds is None
 
 
