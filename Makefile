@@ -76,10 +76,11 @@ failover: setup test-tools
 	$(PY) -m ser_tools.replicas $(FAILOVER_ARGS)
 
 # The demo model's data (build/data/{train,validation,test}.parquet, CREMA-D-style, a `generator` column):
-# the project's synthetic voice (400/25/50 clips per label) and four text-to-speech engines from Debian
-# packages, espeak-ng, flite, festival and festival's HTS voice (hts) (300/20/40 clips per label each; installed
-# by scripts/ensure_test_tools.sh --tts, with apt as root). About 9 minutes on 2 CPU cores.
-DATA_ARGS ?= --per-label 400 25 50 --tts-per-label 300 20 40 --generators synth espeak-ng flite festival hts
+# the project's synthetic voice (1,200/25/50 clips per label for train/validation/test) and five text-to-speech
+# engines from Debian packages, espeak-ng, flite, festival, festival's HTS voice (hts) and festival's Italian and
+# Catalan voices reading English (accented) (300/20/40 clips per label each; installed by
+# scripts/ensure_test_tools.sh --tts, with apt as root). About 20 minutes on 2 CPU cores.
+DATA_ARGS ?= --per-label 1200 25 50 --tts-per-label 300 20 40 --generators synth espeak-ng flite festival hts accented
 data: build/data/.made
 build/data/.made: ser_train/synth.py ser_train/tts.py ser_train/dataset.py | $(VENV)/.installed
 	@bash scripts/ensure_test_tools.sh --tts
@@ -116,7 +117,7 @@ DEMO_BF16 ?= $(if $(shell lscpu 2>/dev/null | grep -o 'avx512_bf16\|amx_tile'),-
 TRAIN_ARGS ?= --batch-size 16 --lr 5e-4 --warmup-steps 100 --crop-seconds 4.0 --measure-weight 1.0 --augment 0.8 --label-smoothing 0.1 \
 	--calibration-copies 1 --threads 1 $(DEMO_BF16)
 DEMO_EPOCHS ?= 6
-LOGO_EPOCHS ?= 5
+LOGO_EPOCHS ?= 6
 
 # Re-train the demo model: stage 1 (if missing), then stage 2 on all generators (about 35 minutes on 2 shared
 # CPU cores), then evaluate it. Its temperature: the one fitted on the leave-one-generator-out folds' held-out
@@ -148,7 +149,7 @@ evaluate-demo: data
 
 # Leave-one-generator-out: per held-out TTS engine, stage 2 on the other generators from stage 1, evaluated on the
 # held-out engine (build/logo/summary.md; about 25 minutes per fold; a finished fold is kept, delete its folder to redo it).
-LOGO_HOLDOUT ?= espeak-ng flite festival hts
+LOGO_HOLDOUT ?= espeak-ng flite festival hts accented
 evaluate-demo-logo: data $(STAGE1_READY)
 	$(PY) -m ser_train.logo --data build/data --holdout $(LOGO_HOLDOUT) --out build/logo --init-from $(STAGE1) \
 		--train-args "--epochs $(LOGO_EPOCHS) $(TRAIN_ARGS)" $(if $(strip $(LOGO_SEEDS)),--seeds $(LOGO_SEEDS) --jobs 2)
