@@ -119,8 +119,8 @@ TRAIN_ARGS ?= --batch-size 16 --lr 5e-4 --warmup-steps 100 --crop-seconds 4.0 --
 DEMO_EPOCHS ?= 6
 LOGO_EPOCHS ?= 6
 
-# Re-train the demo model: stage 1 (if missing), then stage 2 on all generators (about 35 minutes on 2 shared
-# CPU cores), then evaluate it. Its temperature: the one fitted on the leave-one-generator-out folds' held-out
+# Re-train the demo model: stage 1 (if missing), then stage 2 on all generators (about 1 h 50 min in float32 on
+# an AVX2-only 2-core host beside another run; roughly half that with AVX512-BF16), then evaluate it. Its temperature: the one fitted on the leave-one-generator-out folds' held-out
 # generators (build/logo/summary.json: run `make evaluate-demo-logo` first), else the one fitted on validation.
 # DEMO_SEEDS="0 1": train once per seed, two side by side (build/demo-seed-<s>), and make build/demo their soup
 # (ser_train/soup.py: the weight average); LOGO_SEEDS="0 1" does the same per fold of evaluate-demo-logo.
@@ -148,7 +148,8 @@ evaluate-demo: data
 	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir $(DEMO_DIR) --out $(DEMO_EVAL)/all $(PRECISION_ARG)
 
 # Leave-one-generator-out: per held-out TTS engine, stage 2 on the other generators from stage 1, evaluated on the
-# held-out engine (build/logo/summary.md; about 25 minutes per fold; a finished fold is kept, delete its folder to redo it).
+# held-out engine (build/logo/summary.md; 1-1.8 h per fold on 2 cores, bfloat16 or float32 as for train-demo; a
+# finished fold is kept, delete its folder to redo it).
 LOGO_HOLDOUT ?= espeak-ng flite festival hts accented
 evaluate-demo-logo: data $(STAGE1_READY)
 	$(PY) -m ser_train.logo --data build/data --holdout $(LOGO_HOLDOUT) --out build/logo --init-from $(STAGE1) \
