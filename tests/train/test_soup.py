@@ -102,10 +102,14 @@ def make_dry_run(*args) -> list[list[str]]:
     return [shlex.split(line) for line in done.stdout.replace("\\\n", " ").splitlines() if line.strip()]
 
 
-def tool_args(commands, module, verb=None):
-    """The arguments of the first `python -m MODULE [VERB]` command (train-demo runs `ser_serve.cli synth` first)."""
-    head = ["-m", module] + ([verb] if verb else [])
-    return next(c[1 + len(head):] for c in commands if c[1:1 + len(head)] == head)
+def tool_args(commands, module):
+    return next(c[3:] for c in commands if c[1:3] == ["-m", module])
+
+
+def stage2_train_args(commands):
+    """The arguments of train-demo's stage 2: a `ser_serve.cli train` from stage 1 (`make data` and, on a clean
+    checkout, stage 1 itself come first: `ser_serve.cli synth`, then a `train --preset small`)."""
+    return next(c[4:] for c in commands if c[1:4] == ["-m", "ser_serve.cli", "train"] and "--init-from" in c)
 
 
 def test_the_makefile_seed_options_are_commands_the_tools_accept():
@@ -122,9 +126,9 @@ def test_the_makefile_seed_options_are_commands_the_tools_accept():
     assert folds.seeds == [0, 1] and folds.jobs == 2
     # Without the seeds: one run, as before; DEMO_BF16= / DEMO_BF16=--bf16 force either precision.
     plain = make_dry_run("train-demo", "DEMO_BF16=")
-    assert "--bf16" in tool_args(make_dry_run("train-demo", "DEMO_BF16=--bf16"), "ser_serve.cli", "train")
+    assert "--bf16" in stage2_train_args(make_dry_run("train-demo", "DEMO_BF16=--bf16"))
     assert not any(c[1:3] == ["-m", "ser_train.soup"] for c in plain)
-    assert "--bf16" not in tool_args(plain, "ser_serve.cli", "train") and logo.parse_args(
+    assert "--bf16" not in stage2_train_args(plain) and logo.parse_args(
         tool_args(make_dry_run("evaluate-demo-logo"), "ser_train.logo")).seeds is None
 
 
