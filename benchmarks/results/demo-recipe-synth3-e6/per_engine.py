@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from ser_train.calibrate import expected_calibration_error
+from ser_train.calibrate import ece_of_logits
 
 
 def main(model: Path) -> None:
@@ -27,10 +27,7 @@ def main(model: Path) -> None:
     assert len(generators) == len(truth)
 
     def ece(rows, temperature):
-        z = logits[rows] / temperature
-        p = np.exp(z - z.max(1, keepdims=True))
-        p /= p.sum(1, keepdims=True)
-        return expected_calibration_error(p.max(1), p.argmax(1) == truth[rows])
+        return ece_of_logits(logits[rows], truth[rows], temperature)
 
     print(f"| test clips | clips | accuracy | ECE, folded T = {folded:.3f} (served) | ECE, validation T = {validation:.3f} | ECE, no T |")
     print("|---|---|---|---|---|---|")
