@@ -5,8 +5,8 @@ free, and trims the top of the heap when enough is free. A training step allocat
 first convolution's output for 16 clips of 4 s is about 50 MB in the demo model's `small` preset, 400 MB in
 wav2vec2-base), so every step maps those pages again and takes a page fault on each 4 KiB of them: measured on a
 2-core AMD EPYC (AVX2) training the demo model, about 68,000 minor faults a second per training process and a
-fifth of its CPU time in the kernel; with this, under 5 %. With mmap off and
-trimming off, freed blocks are reused; the arithmetic is unchanged, the process keeps its peak footprint.
+fifth of its CPU time in the kernel. With mmap and trimming off, freed blocks are reused (kernel time under 5 %
+there); the arithmetic is unchanged, the process keeps its peak footprint.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/bin/bash
 # After the hts fold: five-fold summary, ECE-against-T plot, into the write-up.
-cd /work/main
+cd "$(git rev-parse --show-toplevel)"
 P=.venv/bin/python
 R=benchmarks/results/demo-recipe-synth3-e6
 $P benchmarks/results/demo-recipe-six-e5/assemble.py --data build/data-ab --out build/logo-a3e6 \

@@ -3,7 +3,7 @@
 # glibc: no mmap for large blocks and no trimming, so per-batch buffers are reused instead of mapped,
 # faulted in and unmapped each step (same arithmetic). Since commit 410950a `ser-serve train` sets this itself (ser_train/allocator.py).
 set -x
-cd /work/main
+cd "$(git rev-parse --show-toplevel)"
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736
 P=.venv/bin/python
 date
