@@ -17,6 +17,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
 ECE_BINS = 15
+POOLED_RULE = "NLL of all their clips pooled"
+WORST_GROUP_RULE = "the largest of the generators' NLLs minimised"
 
 
 def expected_calibration_error(confidence, correct, bins: int = ECE_BINS) -> float:
@@ -63,6 +65,20 @@ def nll(logits, labels, temperature: float = 1.0) -> float:
 def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """The T > 0 minimising the mean negative log-likelihood of softmax(logits / T) (searched over log T)."""
     result = minimize_scalar(lambda log_t: nll(logits, labels, float(np.exp(log_t))),
+                             bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
+                             options={"xatol": 1e-5})
+    return float(np.exp(result.x))
+
+
+def fit_worst_group_temperature(groups, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """The T > 0 minimising the largest of the groups' mean negative log-likelihoods (``groups``: (logits, labels)
+    pairs, e.g. one per voice generator): a temperature for the group it fits worst, not for their pool.
+
+    Each group's NLL is convex in 1 / T, so their maximum is too and has one minimum: the search over log T is
+    well posed. With one group it is :func:`fit_temperature`.
+    """
+    groups = [(np.asarray(z, dtype=np.float64), np.asarray(y)) for z, y in groups]
+    result = minimize_scalar(lambda log_t: max(nll(z, y, float(np.exp(log_t))) for z, y in groups),
                              bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded",
                              options={"xatol": 1e-5})
     return float(np.exp(result.x))
@@ -126,7 +142,8 @@ def main(argv=None) -> int:
     if "cross_generator_temperature" not in summary:
         raise SystemExit(f"{args.logo_summary} has no cross_generator_temperature (it needs two or more folds)")
     temperature = summary["cross_generator_temperature"]
-    source = f"fitted (NLL) on the held-out test clips of the leave-one-generator-out folds {summary['cross_generator_folds']}"
+    source = (f"fitted on the held-out test clips of the leave-one-generator-out folds {summary['cross_generator_folds']}"
+              f" ({summary.get('cross_generator_rule', POOLED_RULE)})")
     refold(args.model_dir, temperature, source)
     print(f"folded T = {temperature:.4f} into {args.model_dir} ({source})")
     return 0

@@ -31,6 +31,29 @@ def test_fitted_temperature_recovers_the_one_that_made_the_labels():
     assert calibrate.ece_of_logits(logits, labels, t) < calibrate.ece_of_logits(logits, labels) / 3
 
 
+def sampled(rng, n: int, temperature: float):
+    """Logits of a model that is ``temperature`` times too sure, and labels drawn from its true probabilities."""
+    logits = rng.normal(0, 3, (n, 8))
+    return logits, np.array([rng.choice(8, p=p) for p in softmax(logits / temperature, axis=-1)])
+
+
+def test_worst_group_temperature_fits_the_group_that_asks_for_most_not_the_pool():
+    rng = np.random.default_rng(1)
+    # Three groups ask for T 1.2 and one, harder, for 2.4 (and it has the larger NLL at every T near them).
+    groups = [sampled(rng, 1500, 1.2) for _ in range(3)] + [sampled(rng, 1500, 2.4)]
+    pooled_t = calibrate.fit_temperature(np.concatenate([z for z, _ in groups]), np.concatenate([y for _, y in groups]))
+    worst_t = calibrate.fit_worst_group_temperature(groups)
+    assert pooled_t < 1.8  # the pool is pulled towards the three
+    assert worst_t == pytest.approx(calibrate.fit_temperature(*groups[-1]), rel=0.02)
+    worst = lambda t: max(calibrate.nll(z, y, t) for z, y in groups)  # noqa: E731
+    assert worst(worst_t) < worst(pooled_t)
+    assert worst(worst_t) <= min(worst(worst_t * 0.97), worst(worst_t * 1.03))  # a minimum of the worst NLL
+    # The hard group's ECE is what the rule is for: better under its T than under the pool's.
+    assert calibrate.ece_of_logits(*groups[-1], worst_t) < calibrate.ece_of_logits(*groups[-1], pooled_t)
+    # One group: the plain NLL fit.
+    assert calibrate.fit_worst_group_temperature(groups[:1]) == pytest.approx(calibrate.fit_temperature(*groups[0]), rel=1e-3)
+
+
 def test_folded_temperature_gives_softmax_of_logits_over_t_to_the_cards_reference_loader(tiny_checkpoint, tmp_path):
     import torch
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification

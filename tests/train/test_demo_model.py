@@ -34,3 +34,17 @@ def test_demo_model_is_not_certain_of_everything_it_hears(answers):
 def test_demo_model_hears_more_than_chance_in_text_to_speech(answers):
     right = sum(emotion == dominant["label"] for emotion, dominant in answers)
     assert right / len(answers) > 2 / len(EMOTIONS), [(e, d["label"]) for e, d in answers]
+
+
+def test_demo_model_carries_the_temperature_its_leave_one_generator_out_summary_fitted():
+    import json
+
+    from ser_train.calibrate import WORST_GROUP_RULE, folded_temperature
+
+    summary = json.loads((DEMO / "eval" / "logo" / "summary.json").read_text())
+    log = json.loads((DEMO / "training_log.json").read_text())
+    assert summary["cross_generator_rule"] == WORST_GROUP_RULE
+    assert folded_temperature(log) == pytest.approx(summary["cross_generator_temperature"], rel=1e-6)
+    assert WORST_GROUP_RULE in log["calibration"]["folded_temperature_source"]
+    # The folds listed are the ones that temperature was fitted on.
+    assert sorted(f["held_out"] for f in summary["folds"]) == summary["cross_generator_folds"]

@@ -3,7 +3,10 @@ weight-averaged recipe's best single epoch evaluated beside its average, and a s
 
 import json
 
+import pytest
+
 from ser_train import logo
+from ser_train.calibrate import WORST_GROUP_RULE, fit_temperature
 from ser_train.dataset import write_synthetic_dataset
 from ser_train.presets import make_preset_checkpoint
 
@@ -26,6 +29,14 @@ def test_each_fold_is_scored_on_its_held_out_engine_with_the_other_folds_tempera
             assert fold["test_clips"] == report["examples"] == 8
             assert fold["accuracy"] == report["accuracy"]
             assert fold["cross_temperature"] > 0 and 0 <= fold["ece_cross"] <= 1
+    # Two folds: each one's T is fitted on the other's held-out clips alone, where both rules give the same T.
+    for fold in summary["folds"]:
+        assert fold["cross_temperature"] == pytest.approx(fold["cross_temperature_pooled"], rel=1e-3)
+    assert summary["cross_generator_rule"] == WORST_GROUP_RULE
+    (a, b), raw = summary["folds"], {f["held_out"]: logo.raw_logits(
+        json.loads((out / f["held_out"] / "eval" / "report.json").read_text()), f["temperature"]) for f in summary["folds"]}
+    assert a["cross_temperature"] == pytest.approx(fit_temperature(*raw[b["held_out"]]), rel=1e-3)
+    assert b["cross_temperature"] == pytest.approx(fit_temperature(*raw[a["held_out"]]), rel=1e-3)
     # The average and the best epoch are different models of the same run.
     for fold in summary["folds"]:
         assert fold["average"]["from_epoch"] == 2 and fold["average"]["updates"] > 0
