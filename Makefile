@@ -121,8 +121,8 @@ LOGO_EPOCHS ?= 6
 
 # Re-train the demo model: stage 1 (if missing), then stage 2 on all generators (about 1 h 50 min in float32 on
 # an AVX2-only 2-core host beside another run; roughly half that with AVX512-BF16), then evaluate it.
-# Its temperature: the one fitted on the leave-one-generator-out folds' held-out
-# generators (build/logo/summary.json: run `make evaluate-demo-logo` first), else the one fitted on validation.
+# Its temperature: the one fitted on the leave-one-generator-out folds' held-out generators to minimise the largest of
+# their NLLs (build/logo/summary.json: run `make evaluate-demo-logo` first), else the one fitted on validation.
 # DEMO_SEEDS="0 1": train once per seed, two side by side (build/demo-seed-<s>), and make build/demo their soup
 # (ser_train/soup.py: the weight average); LOGO_SEEDS="0 1" does the same per fold of evaluate-demo-logo.
 DEMO_SEEDS ?=
