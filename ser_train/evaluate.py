@@ -50,6 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="folder for report.json and confusion.png")
     parser.add_argument("--precision", default=None, help="in-process: precision profile (float32, bfloat16, int8, auto), "
                         "guarded against float32 as in a worker")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="in-process: torch CPU threads (0: torch's default, one per core). Beside another busy "
+                             "process use 1: a descheduled thread stalls the others' every op (measured on 2 cores "
+                             "beside a training run: 2 threads 2 clips/s, 1 thread 54 clips/s)")
     return parser.parse_args(argv)
 
 
@@ -191,6 +195,10 @@ def evaluate(args) -> dict:
         answers = predict_over_http(args.url, args.model, token, examples, args.concurrency)
         source = f"{args.url} model {args.model}"
     else:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         answers = predict_in_process(args.model_dir, examples, args.precision)
         source = str(args.model_dir) + (f" precision {args.precision}" if args.precision else "")
     result = report([e.label for e in examples], [a["dominant"]["label"] for a in answers],

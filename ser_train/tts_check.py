@@ -75,6 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--engines", nargs="+", default=list(DEFAULT_ENGINES), choices=tts.ENGINES)
     parser.add_argument("--per-label", type=int, default=30, help="clips per label and engine")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads for the evaluations (see ser-serve evaluate)")
     return parser.parse_args(argv)
 
 
@@ -113,11 +114,11 @@ def render_set(engines, per_label: int, seed: int, out: Path) -> Path:
 FIGURES = ("examples", "accuracy", "macro_f1", "ece", "mean_confidence")
 
 
-def check(model_dir: Path, data: Path, engines, out: Path) -> dict:
+def check(model_dir: Path, data: Path, engines, out: Path, threads: int = 0) -> dict:
     """Over all and per engine: accuracy, macro-F1, ECE, mean confidence of ``model_dir`` on the set (each clip
     classified once; the per-engine reports and plots are cut from the answers over all)."""
     every = evaluate.evaluate(evaluate.parse_args(["--data", str(data), "--model-dir", str(model_dir),
-                                                   "--out", str(out / "all")]))
+                                                   "--out", str(out / "all"), "--threads", str(threads)]))
     generators = [e.extra for e in read_examples(data, extra_column="generator")]
     figures = {}
     for engine in engines:
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
     data = render_set(args.engines, args.per_label, args.seed, args.out)
     results = {}
     for index, model_dir in enumerate(args.model_dir):
-        results[str(model_dir)] = check(model_dir, data, args.engines, args.out / f"{index}-{model_dir.name}")
+        results[str(model_dir)] = check(model_dir, data, args.engines, args.out / f"{index}-{model_dir.name}", args.threads)
     (args.out / "summary.json").write_text(json.dumps(
         {"engines": args.engines, "per_label": args.per_label, "seed": args.seed, "models": results}, indent=2))
     text = table(results)

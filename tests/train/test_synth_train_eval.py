@@ -229,9 +229,15 @@ def test_a_run_whose_gradients_stay_nan_stops_with_a_message_and_saves_nothing(s
     assert not (tmp_path / "model" / "model.safetensors").exists()
 
 
-def test_evaluation_reports_accuracy_f1_and_confusion_matrix(small_dataset, tiny_checkpoint, tmp_path):
+def test_evaluation_reports_accuracy_f1_and_confusion_matrix(small_dataset, tiny_checkpoint, tmp_path, monkeypatch):
+    import torch
+
+    set_to = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)  # process-wide: not changed for the other tests
     result = evaluate.evaluate(evaluate.parse_args([
-        "--data", str(small_dataset["test"]), "--model-dir", str(tiny_checkpoint), "--out", str(tmp_path)]))
+        "--data", str(small_dataset["test"]), "--model-dir", str(tiny_checkpoint), "--out", str(tmp_path),
+        "--threads", "1"]))
+    assert set_to == [1]
     matrix = np.array(result["confusion_matrix"])
     assert matrix.sum() == result["examples"] == 16
     assert result["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum())
