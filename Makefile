@@ -9,7 +9,7 @@ MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 PRECISION ?=
 PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 
-.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo evaluate-demo-logo probe-demo check-demo-tts clean
+.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration screenshot-page lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo evaluate-demo-logo probe-demo check-demo-tts clean
 
 setup: $(VENV)/.installed
 
@@ -57,6 +57,10 @@ lint-imports: setup
 
 test-integration: setup
 	$(PY) -m pytest -m integration
+
+# The README's screenshot of the page (docs/gateway-page.png): the browser test, serving the demo model, writes it.
+screenshot-page: setup test-tools
+	SER_PAGE_SCREENSHOT=$(CURDIR)/docs/gateway-page.png $(PY) -m pytest tests/integration/test_page.py
 
 # Locust against a local server (started and stopped here) or your own:
 #   make loadtest LOADTEST_ARGS="--url http://host:8080 --grpc-target host:7070 --key-file key_file.json"
