@@ -325,8 +325,9 @@ def _gateway(args) -> int:
 
     configure_logging("text")
     if args.model_dir:
-        from ser_serve import EmotionClassifier
+        from ser_serve import EmotionClassifier, allocator
 
+        allocator.keep_freed_memory()  # a long-lived server, as a worker (ser.keep_freed_memory)
         engine = in_process_engine(EmotionClassifier.from_pretrained(args.model_dir))
     else:
         url = args.url.rstrip("/")

@@ -26,7 +26,7 @@ DEFAULT_MODEL_CONFIG = PACKAGE_DIR / "defaults" / "model-config.yaml"
 # What any worker imports, relative to PACKAGE_DIR; each engine adds its adapter's files.
 CORE_FILES = (
     "__init__.py", "errors.py", "settings.py", "batching.py", "response.py", "classifier.py", "vad.py", "timeline.py",
-    "worker.py", "decode_pool.py", "audio", "model", "engines/__init__.py",
+    "worker.py", "decode_pool.py", "allocator.py", "audio", "model", "engines/__init__.py",
 )
 # What a worker imports at run time besides torch, which the engine's environment owns.
 RUNTIME_PACKAGES = ("transformers", "safetensors", "numpy", "soundfile", "soxr", "av", "pydantic", "pyyaml",

@@ -176,6 +176,9 @@ class ServeSettings(_Section):
     torch_threads: PositiveInt | None = None
     # Processes decoding a CPU worker's uploads; 1: in the worker's own process (ser_serve/decode_pool.py).
     decode_processes: PositiveInt = 1
+    # Keep freed memory in the worker instead of mapping each batch's large buffers anew (ser_serve/allocator.py:
+    # glibc only; the worker keeps its peak footprint).
+    keep_freed_memory: bool = True
     limits: AudioLimits = AudioLimits()
     batching: BatchBudget = BatchBudget()
     gpu: GpuSettings = GpuSettings()

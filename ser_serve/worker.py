@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ser_serve import allocator
 from ser_serve.audio import TARGET_SAMPLE_RATE
 from ser_serve.classifier import EmotionClassifier
 from ser_serve.decode_pool import DecodePool
@@ -42,6 +43,7 @@ def start_classifier(checkpoint_dir: str | Path, settings: ServeSettings, gpu_id
     """
     on_gpu = torch.cuda.is_available() and gpu_id is not None
     device = f"cuda:{gpu_id}" if on_gpu else "cpu"
+    keeps_freed_memory = settings.keep_freed_memory and allocator.keep_freed_memory()
     if not on_gpu and settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     classifier = EmotionClassifier.from_pretrained(
@@ -50,9 +52,9 @@ def start_classifier(checkpoint_dir: str | Path, settings: ServeSettings, gpu_id
     )
     _choose_precision(classifier, settings, model_dir)
     _check_exact_batching(classifier, model_dir)
-    logger.info("ser worker ready (%s): labels=%s device=%s dtype=%s precision=%s threads=%d settings=%s",
-                "timeline" if timeline else "clips", classifier.labels, device, classifier.model.dtype,
-                classifier.model.profile, torch.get_num_threads(), settings)
+    logger.info("ser worker ready (%s): labels=%s device=%s dtype=%s precision=%s threads=%d keeps_freed_memory=%s "
+                "settings=%s", "timeline" if timeline else "clips", classifier.labels, device, classifier.model.dtype,
+                classifier.model.profile, torch.get_num_threads(), keeps_freed_memory, settings)
     return classifier
 
 

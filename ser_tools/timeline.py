@@ -92,14 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=Path("models/demo"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--plot-minutes", type=float, default=2.0, help="the first minutes drawn in timeline.png")
+    parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="as a worker does by default (ser.keep_freed_memory, ser_serve/allocator.py)")
     args = parser.parse_args(argv)
 
     import tracemalloc
 
     import torch
 
-    from ser_serve import EmotionClassifier
+    from ser_serve import EmotionClassifier, allocator
     from ser_tools.encode import encode
+
+    keeps_freed_memory = args.keep_freed_memory and allocator.keep_freed_memory()
 
     samples, truth = synthetic_call(args.minutes)
     data = encode(samples[::2], 8_000, "wav-ulaw")  # 8 kHz stereo telephony (the synthetic voice is band-limited)
@@ -114,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     right, turns = turn_accuracy(answer, truth)
     duration = answer["duration"]
     result = {
-        "cpu": _cpu_model(), "torch_threads": torch.get_num_threads(), "model": str(args.model_dir),
+        "cpu": _cpu_model(), "torch_threads": torch.get_num_threads(), "keeps_freed_memory": keeps_freed_memory,
+        "model": str(args.model_dir),
         "audio_seconds": duration, "channels": 2, "format": "wav mu-law 8 kHz stereo", "segments": len(answer["segments"]),
         "processing_seconds": round(elapsed, 2), "seconds_per_hour_of_audio": round(elapsed / duration * 3600, 1),
         "peak_traced_mib": round(peak / 2**20, 1), "upload_mib": round(len(data) / 2**20, 1),

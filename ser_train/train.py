@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from ser_serve.audio import load_waveform
-from ser_train.allocator import keep_freed_memory
+from ser_serve.allocator import keep_freed_memory
 from ser_train.augment import VOICE_SEMITONES
 from ser_train.presets import DEFAULT_LABELS, PRESETS, make_preset_checkpoint
 from ser_serve.errors import InvalidCheckpoint

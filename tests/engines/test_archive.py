@@ -110,7 +110,7 @@ def test_archive_carries_the_runtime_core_the_adapter_and_the_checkpoint_and_not
     code = [name for name in names if name.endswith(".py")]
     runtime_core = {"ser_serve/__init__.py", "ser_serve/errors.py", "ser_serve/settings.py", "ser_serve/batching.py",
                     "ser_serve/response.py", "ser_serve/classifier.py", "ser_serve/vad.py", "ser_serve/timeline.py",
-                    "ser_serve/worker.py", "ser_serve/decode_pool.py"}
+                    "ser_serve/worker.py", "ser_serve/decode_pool.py", "ser_serve/allocator.py"}
     adapter = {"ser_serve/engines/__init__.py", "ser_serve/engines/torchserve/__init__.py",
                "ser_serve/engines/torchserve/handler.py", "ser_serve/engines/torchserve/metrics.py"}
     packages = ("ser_serve/audio/", "ser_serve/model/")
@@ -134,13 +134,18 @@ def test_archive_entry_module_imports_the_packaged_handler(tiny_checkpoint, tmp_
     with zipfile.ZipFile(mar) as archive:
         archive.extractall(extracted)
     # The extracted folder first on sys.path, as TorchServe puts the model directory.
-    probe = ("import sys; sys.path.insert(0, '.'); import ser_handler, ser_serve; "
-             "print(ser_handler.handle.__module__, ser_serve.__file__)")
+    # Every ser_serve module the handler pulls in must come from the archive: the development checkout's editable
+    # install would otherwise supply a file the archive forgot (its finder resolves submodules by name).
+    probe = ("import sys; sys.path.insert(0, '.'); import ser_handler; "
+             "print(ser_handler.handle.__module__); "
+             "print(*sorted(m.__file__ for n, m in sys.modules.items() if n.split('.')[0] == 'ser_serve'), sep='\\n')")
     result = subprocess.run([sys.executable, "-c", probe], cwd=extracted, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    module, package_file = result.stdout.split()
+    module, *files = result.stdout.split("\n")
     assert module == "ser_serve.engines.torchserve.handler"
-    assert package_file.startswith(str(extracted))
+    files = [f for f in files if f]
+    assert "ser_serve/worker.py" in "\n".join(files)
+    assert [f for f in files if not f.startswith(str(extracted))] == []
 
 
 def test_misspelt_setting_is_refused_at_archive_time_and_no_archive_is_written(tiny_checkpoint, tmp_path):

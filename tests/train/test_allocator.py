@@ -1,11 +1,11 @@
-"""ser_train.allocator: a training step's freed blocks are reused instead of being mapped and faulted in again."""
+"""ser_serve.allocator: a training step's freed blocks are reused instead of being mapped and faulted in again."""
 
 import subprocess
 import sys
 
 import pytest
 
-from ser_train.allocator import is_glibc
+from ser_serve.allocator import is_glibc
 
 # Four forward and backward passes of a wav2vec2-like first convolution over 4 clips of 4 s (its output, about
 # 100 MB, is above glibc's largest mmap threshold); prints the minor page faults they took.
@@ -13,7 +13,7 @@ STEPS = """
 import resource, sys
 import torch
 if sys.argv[1] == "keep":
-    from ser_train.allocator import keep_freed_memory
+    from ser_serve.allocator import keep_freed_memory
     assert keep_freed_memory()
 torch.set_num_threads(1)
 clips, conv = torch.randn(4, 1, 64_000), torch.nn.Conv1d(1, 512, 10, 5)

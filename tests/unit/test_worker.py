@@ -106,3 +106,17 @@ def test_decode_processes_end_when_their_worker_is_killed_outright(tiny_checkpoi
         assert alive == []
     finally:
         owner.kill()
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_worker_keeps_freed_memory_as_its_settings_say(tiny_checkpoint, monkeypatch, caplog, keep):
+    from ser_serve import allocator
+
+    calls = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append("mallopt") or True)  # process-wide
+    settings = ServeSettings.from_mapping({"keep_freed_memory": keep, "torch_threads": torch.get_num_threads()})
+    with caplog.at_level("INFO", logger="ser_serve.worker"):
+        worker.start_classifier(tiny_checkpoint, settings)
+    assert calls == (["mallopt"] if keep else [])
+    assert f"keeps_freed_memory={keep}" in caplog.text
+    assert ServeSettings().keep_freed_memory  # on unless a model-config.yaml turns it off
