@@ -7,7 +7,8 @@ buffers (the first convolution's output for 16 clips of 4 s is about 50 MB in th
 Measured on a 2-core AMD EPYC (AVX2), one torch thread, with mmap and trimming off:
 - training the demo model: about 68,000 minor faults a second per process and a fifth of its CPU time in the
   kernel before, kernel time under 5 % after;
-- a worker's timeline of a 20-minute call, demo model: 25.6 against 18.9 s per hour of audio (median of 3);
+- the timeline of a 20-minute call (bench-timeline, in-process), demo model: 25.6 against 18.9 s per hour of
+  audio (median of 3, beside a training run);
 - wav2vec2-base, a batch of eight 2-4 s clips: 5.72 against 5.43 s, page faults 200,000 against 6,400 a batch.
 The arithmetic is unchanged; the process keeps its peak footprint instead of returning it between batches.
 Used by ``ser-serve train`` and by every worker (``ser.keep_freed_memory``, on by default).

@@ -1,4 +1,4 @@
-"""ser_serve.allocator: a training step's freed blocks are reused instead of being mapped and faulted in again."""
+"""ser_serve.allocator: a forward and backward pass's freed blocks are reused instead of being mapped and faulted in again."""
 
 import subprocess
 import sys
