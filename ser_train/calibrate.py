@@ -70,6 +70,11 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = (0.05, 20.0)) 
     return float(np.exp(result.x))
 
 
+def pooled(groups) -> tuple[np.ndarray, np.ndarray]:
+    """The (logits, labels) groups as one set."""
+    return np.concatenate([z for z, _ in groups]), np.concatenate([y for _, y in groups])
+
+
 def fit_worst_group_temperature(groups, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """The T > 0 minimising the largest of the groups' mean negative log-likelihoods (``groups``: (logits, labels)
     pairs, e.g. one per voice generator): a temperature for the group it fits worst, not for their pool.

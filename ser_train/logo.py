@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 
 from ser_train import evaluate, soup, train
-from ser_train.calibrate import WORST_GROUP_RULE, ece_of_logits, fit_temperature, fit_worst_group_temperature
+from ser_train.calibrate import (WORST_GROUP_RULE, ece_of_logits, fit_temperature, fit_worst_group_temperature,
+                                 pooled)
 from ser_train.dataset import GENERATORS
 
 
@@ -129,10 +130,6 @@ def fold(generator: str, args) -> dict:
     return summary
 
 
-def pool(groups: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    return np.concatenate([z for z, _ in groups]), np.concatenate([y for _, y in groups])
-
-
 def cross_generator(rows: list[dict], out: Path, eval_name: str = "eval") -> dict:
     """Per fold, the ECE under the temperature fitted on the other folds' held-out clips (the worst generator's NLL
     minimised; beside it the pooled NLL's T, for comparison); and the T of all of them, by the same two rules."""
@@ -147,11 +144,11 @@ def cross_generator(rows: list[dict], out: Path, eval_name: str = "eval") -> dic
         others = [held_out[g] for g in held_out if g != r["held_out"]]
         r["cross_temperature"] = fit_worst_group_temperature(others)
         r["ece_cross"] = ece_of_logits(*mine, r["cross_temperature"])
-        r["cross_temperature_pooled"] = fit_temperature(*pool(others))
+        r["cross_temperature_pooled"] = fit_temperature(*pooled(others))
         r["ece_cross_pooled"] = ece_of_logits(*mine, r["cross_temperature_pooled"])
     every = list(held_out.values())
     return {"cross_generator_temperature": fit_worst_group_temperature(every), "cross_generator_rule": WORST_GROUP_RULE,
-            "cross_generator_temperature_pooled": fit_temperature(*pool(every)),
+            "cross_generator_temperature_pooled": fit_temperature(*pooled(every)),
             "cross_generator_folds": sorted(held_out)}
 
 
@@ -164,9 +161,9 @@ def table(rows: list[dict]) -> str:
         return f"{r[ece]:.3f} ({r[temperature]:.2f})" if ece in r else "-"
 
     for r in rows:
-        worst, pooled = ece_at(r, "ece_cross", "cross_temperature"), ece_at(r, "ece_cross_pooled", "cross_temperature_pooled")
+        worst, pool = ece_at(r, "ece_cross", "cross_temperature"), ece_at(r, "ece_cross_pooled", "cross_temperature_pooled")
         lines.append(f"| {r['held_out']} | {r['test_clips']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['ece_before']:.3f} | "
-                     f"{r['ece_after']:.3f} ({r['temperature']:.2f}) | {worst} | {pooled} | {r['train_minutes']} |")
+                     f"{r['ece_after']:.3f} ({r['temperature']:.2f}) | {worst} | {pool} | {r['train_minutes']} |")
     return "\n".join(lines) + "\n"
 
 

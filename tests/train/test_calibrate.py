@@ -41,7 +41,7 @@ def test_worst_group_temperature_fits_the_group_that_asks_for_most_not_the_pool(
     rng = np.random.default_rng(1)
     # Three groups ask for T 1.2 and one, harder, for 2.4 (and it has the larger NLL at every T near them).
     groups = [sampled(rng, 1500, 1.2) for _ in range(3)] + [sampled(rng, 1500, 2.4)]
-    pooled_t = calibrate.fit_temperature(np.concatenate([z for z, _ in groups]), np.concatenate([y for _, y in groups]))
+    pooled_t = calibrate.fit_temperature(*calibrate.pooled(groups))
     worst_t = calibrate.fit_worst_group_temperature(groups)
     assert pooled_t < 1.8  # the pool is pulled towards the three
     assert worst_t == pytest.approx(calibrate.fit_temperature(*groups[-1]), rel=0.02)

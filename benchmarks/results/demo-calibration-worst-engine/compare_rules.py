@@ -98,13 +98,13 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--fold-on-check", type=Path)
     args = parser.parse_args()
-    panels = []
+    panels, rows_of = [], {}
     for run in args.runs:
-        rows, summary = rules_per_fold(run)
-        print_run(run, rows, summary)
-        panels.append((f"{run.name}: test clips of the held-out engine", rows))
+        rows_of[run], summary = rules_per_fold(run)
+        print_run(run, rows_of[run], summary)
+        panels.append((f"{run.name}: test clips of the held-out engine", rows_of[run]))
     if args.fold_on_check:
-        found = print_fold_on_check(rules_per_fold(args.runs[0])[0], args.fold_on_check)
+        found = print_fold_on_check(rows_of[args.runs[0]], args.fold_on_check)
         panels.append((f"{args.runs[0].name} folds: the independent check's clips", found))
     plot(panels, args.png)
 
