@@ -8,6 +8,10 @@ MODEL_DIR ?= $(if $(wildcard models/demo/config.json),models/demo,models/tiny)
 # A reduced profile runs only if it agrees with float32 at worker start (README "Performance").
 PRECISION ?=
 PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
+# EVAL_THREADS=1: evaluate-demo and check-demo-tts with one torch thread, for a host busy with another run (a training
+# run): torch's default of one thread per core then stalls (2 against 54 clips/s on 2 cores). Empty: torch's default.
+EVAL_THREADS ?=
+EVAL_THREADS_ARG := $(if $(EVAL_THREADS),--threads $(EVAL_THREADS))
 
 .PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration screenshot-page lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo evaluate-demo-logo probe-demo check-demo-tts clean
 
@@ -149,8 +153,9 @@ DEMO_DIR ?= models/demo
 DEMO_EVAL ?= build/demo-eval
 evaluate-demo: data
 	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --generator synth --model-dir $(DEMO_DIR) \
-		--out $(DEMO_EVAL)/synth $(PRECISION_ARG)
-	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir $(DEMO_DIR) --out $(DEMO_EVAL)/all $(PRECISION_ARG)
+		--out $(DEMO_EVAL)/synth $(PRECISION_ARG) $(EVAL_THREADS_ARG)
+	$(PY) -m ser_serve.cli evaluate --data build/data/test.parquet --model-dir $(DEMO_DIR) --out $(DEMO_EVAL)/all \
+		$(PRECISION_ARG) $(EVAL_THREADS_ARG)
 
 # Leave-one-generator-out: per held-out TTS engine, stage 2 on the other generators from stage 1, evaluated on the
 # held-out engine (build/logo/summary.md; 1-1.8 h per fold on 2 cores, bfloat16 or float32 as for train-demo; a
@@ -164,7 +169,7 @@ evaluate-demo-logo: data $(STAGE1_READY)
 # each engine; accuracy, ECE and plots per engine (build/tts-check/summary.md; about 3 minutes).
 check-demo-tts: setup
 	@bash scripts/ensure_test_tools.sh --tts
-	$(PY) -m ser_train.tts_check --model-dir $(DEMO_DIR) --out build/tts-check
+	$(PY) -m ser_train.tts_check --model-dir $(DEMO_DIR) --out build/tts-check $(EVAL_THREADS_ARG)
 
 # How far prosody alone carries to an unheard engine: boosted trees on eleven hand-made prosodic measures,
 # leave-one-generator-out as above (build/prosody-probe/summary.md; about 2 minutes): the yardstick for the folds.

@@ -57,6 +57,17 @@ def ece_of_logits(logits, labels, temperature: float = 1.0, bins: int = ECE_BINS
     return expected_calibration_error(probabilities.max(-1), probabilities.argmax(-1) == np.asarray(labels), bins)
 
 
+def ece_bootstrap_interval(logits, labels, temperature: float = 1.0, draws: int = 2000,
+                           seed: int = 0) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the ECE over the clips drawn with replacement: how far this many clips pin the
+    ECE down. (The ECE of a finite set leans high, so the range sits mostly above the figure itself.)"""
+    logits, labels = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    eces = [ece_of_logits(logits[i], labels[i], temperature)
+            for i in (rng.integers(0, len(labels), len(labels)) for _ in range(draws))]
+    return float(np.percentile(eces, 5)), float(np.percentile(eces, 95))
+
+
 def nll(logits, labels, temperature: float = 1.0) -> float:
     logp = log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=-1)
     return float(-logp[np.arange(len(labels)), np.asarray(labels)].mean())

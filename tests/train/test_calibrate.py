@@ -37,6 +37,17 @@ def sampled(rng, n: int, temperature: float):
     return logits, np.array([rng.choice(8, p=p) for p in softmax(logits / temperature, axis=-1)])
 
 
+def test_ece_bootstrap_range_narrows_and_falls_with_more_clips():
+    rng = np.random.default_rng(1)
+    few, many = sampled(rng, 320, 1.0), sampled(rng, 3200, 1.0)  # calibrated: the true ECE is 0
+    low_few, high_few = calibrate.ece_bootstrap_interval(*few, draws=300)
+    low_many, high_many = calibrate.ece_bootstrap_interval(*many, draws=300)
+    assert 0 < low_few < high_few and calibrate.ece_of_logits(*few) < high_few
+    assert high_many - low_many < (high_few - low_few) / 2  # about 1 / sqrt(10) as wide
+    assert high_many < low_few  # the finite-set lean above 0 shrinks with more clips
+    assert calibrate.ece_bootstrap_interval(*few, draws=300) == (low_few, high_few)  # seeded
+
+
 def test_worst_group_temperature_fits_the_group_that_asks_for_most_not_the_pool():
     rng = np.random.default_rng(1)
     # Three groups ask for T 1.2 and one, harder, for 2.4 (and it has the larger NLL at every T near them).

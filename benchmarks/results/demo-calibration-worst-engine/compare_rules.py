@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ser_train.calibrate import ece_of_logits, fit_temperature  # noqa: E402
+from ser_train.calibrate import ece_bootstrap_interval, ece_of_logits, fit_temperature  # noqa: E402
 from ser_train.logo import cross_generator, raw_logits  # noqa: E402
 
 TARGET_ECE = 0.10
@@ -34,20 +34,12 @@ def rules_per_fold(run: Path) -> tuple[list[dict], dict]:
     return rows, cross_generator(rows, run)
 
 
-def bootstrap_interval(logits, labels, temperature: float, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """The 5th and 95th percentiles of the ECE over clips drawn with replacement: how far 320 clips pin it down."""
-    rng = np.random.default_rng(seed)
-    eces = [ece_of_logits(logits[i], labels[i], temperature)
-            for i in (rng.integers(0, len(labels), len(labels)) for _ in range(draws))]
-    return float(np.percentile(eces, 5)), float(np.percentile(eces, 95))
-
-
 def print_run(run: Path, rows: list[dict], summary: dict) -> None:
     print(f"\n{run.name}\n\n| held out | accuracy | ECE, pooled T (T) | ECE, worst-engine T (T) | its 5-95 % bootstrap range |"
           "\n|---|---|---|---|---|")
     for r in rows:
         z, y = raw_logits(json.loads((run / r["held_out"] / "eval" / "report.json").read_text()), r["temperature"])
-        low, high = bootstrap_interval(z, y, r["cross_temperature"])
+        low, high = ece_bootstrap_interval(z, y, r["cross_temperature"])
         print(f"| {r['held_out']} | {r['accuracy']:.3f} | {r['ece_cross_pooled']:.3f} ({r['cross_temperature_pooled']:.2f}) "
               f"| {r['ece_cross']:.3f} ({r['cross_temperature']:.2f}) | {low:.3f}-{high:.3f} |")
     pooled, worst = [r["ece_cross_pooled"] for r in rows], [r["ece_cross"] for r in rows]
