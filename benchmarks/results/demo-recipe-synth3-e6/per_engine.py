@@ -3,7 +3,9 @@
 The scores are the served probabilities (the folded T); the other temperatures are recomputed from their logs:
 log p * T_folded are the logits up to a per-clip constant, which softmax ignores.
 
-    python benchmarks/results/demo-recipe-synth3-e6/per_engine.py models/demo
+    python benchmarks/results/demo-recipe-synth3-e6/per_engine.py models/demo [EVAL_DIR]
+
+EVAL_DIR: another evaluation of that model (its report.json), instead of its own eval/all.
 """
 
 import json
@@ -16,8 +18,8 @@ import pyarrow.parquet as pq
 from ser_train.calibrate import ece_of_logits
 
 
-def main(model: Path) -> None:
-    report = json.loads((model / "eval" / "all" / "report.json").read_text())
+def main(model: Path, evaluation: Path | None = None) -> None:
+    report = json.loads(((evaluation or model / "eval" / "all") / "report.json").read_text())
     calibration = json.loads((model / "training_log.json").read_text())["calibration"]
     folded, validation = calibration["folded_temperature"], calibration["temperature"]
     labels = report["labels"]
@@ -39,4 +41,4 @@ def main(model: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(*map(Path, sys.argv[1:]))
