@@ -1,11 +1,11 @@
 #!/bin/bash
-# Leave-one-generator-out on 1,000 held-out clips per engine instead of 320: the committed synth3-e6 folds, scored on
+# Leave-one-generator-out on 1,000 held-out clips per engine instead of 320: the synth3-e6 recipe's five folds, scored on
 # the make-data test split (seed 0, 40 clips per label and engine) plus 85 more per label from seed 1 (the same six
 # test sentences, never trained on; new speakers and prosody draws). About 2 h on 2 cores, most of it STEP 2.
 #
 # Needs build/data-acc3 and build/data-ab (benchmarks/results/demo-recipe-synth3-e6: the recipe's data), build/demo-stage1
-# (make stage1-from-git), the espeak-ng, flite and hts folds in build/a3e6/fold-* and the final model in
-# build/a3e6/final (the same write-up's run). A step whose output is there is skipped.
+# (make stage1-from-git) and the espeak-ng, flite and hts folds in build/a3e6/fold-* (the same write-up's run); STEP 2
+# trains the other two. models/demo is only read. A step whose output is there is skipped.
 set -e
 cd "$(git rev-parse --show-toplevel)"
 P=.venv/bin/python
