@@ -107,6 +107,31 @@ def examples_table(examples: list[tuple[bytes, str, str]], extra: dict | None = 
     return pa.table(columns)
 
 
+def merge_test_splits(first: str | Path, extra: str | Path, out: str | Path) -> Path:
+    """One test split from two ``ser-serve synth`` runs' (e.g. a second seed's clips added to ``make data``'s).
+
+    Both runs name their clips ``test/<generator>/<n>_<label>.wav``, so the extra file's names get its folder's
+    name in front (``data-logo-test/test/...``): evaluation reports key clips by name, and none may repeat.
+    """
+    import pyarrow.compute as pc
+
+    base, more = pq.read_table(first), pq.read_table(extra)
+    audio = more.column("audio").combine_chunks()
+    names = pc.binary_join_element_wise(Path(extra).parent.name, audio.field("path"), "/")
+    more = more.set_column(more.schema.get_field_index("audio"), "audio",
+                           pa.StructArray.from_arrays([audio.field("bytes"), names], fields=list(audio.type)))
+    merged = pa.concat_tables([base, more.cast(base.schema)])
+    merged_audio = merged.column("audio").combine_chunks()
+    for field, what in (("bytes", "clips (the same seed twice?)"), ("path", "clip names")):
+        values = merged_audio.field(field)
+        if len(pc.unique(values)) != len(values):
+            raise ValueError(f"{first} and {extra} share {what}: a held-out clip would count twice")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(merged, out)
+    return out
+
+
 SPLITS = {"train": 400, "validation": 25, "test": 50}  # clips per label (the synthetic voice alone)
 GENERATORS = ("synth",) + tts.ENGINES  # the project's own voice, then the text-to-speech engines
 

@@ -86,3 +86,36 @@ def test_the_folds_default_to_the_datas_engines_and_an_engine_it_lacks_is_refuse
     with pytest.raises(SystemExit, match=r"--holdout hts: .* has no clips of that generator \(it has synth, espeak-ng\)"):
         logo.main(["--data", str(data), "--holdout", "espeak-ng", "hts", "--out", str(out), "--preset", "tiny"])
     assert not out.exists()  # no fold was trained
+
+
+def test_extra_test_clips_are_merged_and_a_fold_scored_on_fewer_is_scored_again_without_retraining(tts_engines, tmp_path):
+    from ser_train.dataset import merge_test_splits
+
+    data, extra = tmp_path / "data", tmp_path / "data-logo-test"
+    write_synthetic_dataset(data, seed=8, per_label={"train": 1, "validation": 1, "test": 1},
+                            generators=("synth", "espeak-ng"))
+    write_synthetic_dataset(extra, seed=9, per_label={"train": 0, "validation": 0, "test": 2},
+                            generators=("synth", "espeak-ng"))
+    out = tmp_path / "logo"
+    common = ["--data", str(data), "--holdout", "espeak-ng", "--out", str(out), "--preset", "tiny",
+              "--train-args", "--epochs 1 --batch-size 8 --lr 2e-3 --warmup-steps 2 --crop-seconds 1.0"]
+    assert logo.main(common) == 0
+    log = out / "espeak-ng" / "model" / "training_log.json"
+    trained = log.stat().st_mtime_ns
+    first = json.loads((out / "summary.json").read_text())["folds"][0]
+    assert first["test_clips"] == 8 and first["test"] == str(data / "test.parquet")
+
+    assert logo.main(common + ["--extra-test", str(extra / "test.parquet")]) == 0
+    again = json.loads((out / "summary.json").read_text())["folds"][0]
+    # 1 + 2 clips per label of the held-out engine, from the merged split, by the same model (not trained again).
+    assert again["test_clips"] == 24 and again["test"] == str(out / "test.parquet")
+    assert log.stat().st_mtime_ns == trained and again["train_minutes"] == first["train_minutes"]
+    import pyarrow.parquet as pq
+
+    names = [a["path"] for a in pq.read_table(out / "test.parquet").column("audio").to_pylist()]
+    assert len(names) == len(set(names)) == 16 + 32  # both generators' clips; the extra seed's named by its folder
+    assert sum(n.startswith("data-logo-test/test/") for n in names) == 32
+
+    # The same clips twice would count each held-out clip twice: refused.
+    with pytest.raises(ValueError, match="share clips"):
+        merge_test_splits(data / "test.parquet", data / "test.parquet", tmp_path / "twice.parquet")

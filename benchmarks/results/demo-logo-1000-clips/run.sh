@@ -15,8 +15,7 @@ R=benchmarks/results/demo-logo-1000-clips
 if [ ! -f build/data-big/test.parquet ]; then
   [ -f build/data-test-s1/test.parquet ] || $P -m ser_serve.cli synth --out build/data-test-s1 --seed 1 \
     --per-label 0 0 85 --tts-per-label 0 0 85 --generators synth espeak-ng flite festival hts accented
-  mkdir -p build/data-big
-  $P "$R/merge_test.py" build/data-ab/test.parquet build/data-test-s1/test.parquet build/data-big/test.parquet
+  $P -c "from ser_train.dataset import merge_test_splits as m; m('build/data-ab/test.parquet', 'build/data-test-s1/test.parquet', 'build/data-big/test.parquet')"
 fi
 
 # STEP 2: the accented and festival folds were trained on another host; train them here, side by side, as the
