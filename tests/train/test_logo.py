@@ -81,7 +81,7 @@ def test_the_folds_default_to_the_datas_engines_and_an_engine_it_lacks_is_refuse
     data = tmp_path / "data"
     write_synthetic_dataset(data, seed=7, per_label={"train": 1, "validation": 1, "test": 1},
                             generators=("synth", "espeak-ng"))
-    assert logo.data_generators(data) == ["synth", "espeak-ng"]
+    assert logo.data_generators(data / "test.parquet") == ["synth", "espeak-ng"]
     out = tmp_path / "logo"
     with pytest.raises(SystemExit, match=r"--holdout hts: .* has no clips of that generator \(it has synth, espeak-ng\)"):
         logo.main(["--data", str(data), "--holdout", "espeak-ng", "hts", "--out", str(out), "--preset", "tiny"])

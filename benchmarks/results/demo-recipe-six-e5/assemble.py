@@ -35,7 +35,7 @@ def main() -> int:
         if not (fold / "model").exists():
             (fold / "model").symlink_to(Path(model).resolve())
         log = json.loads((fold / "model" / "training_log.json").read_text())
-        row = logo.held_out_row(generator, fold / "model", fold / "eval", log["calibration"], args)
+        row = logo.held_out_row(generator, fold / "model", fold / "eval", log["calibration"], args.data / "test.parquet")
         row.update(train_clips=log["train_clips"], best_val_accuracy=log["best_val_accuracy"],
                    train_minutes=round(sum(epoch["seconds"] for epoch in log["history"]) / 60, 1))
         (fold / "fold.json").write_text(json.dumps(row, indent=2))
