@@ -30,6 +30,8 @@ for S in 1 2; do
   cp build/a3e6-seeds/fold-accented-s$S/training_log.json $R/training_log-seed$S.json
 done
 
-# STEP 3: the table and the plot.
+# STEP 3: the tables and the plot.
+# The served model's independent-check scores are ../demo-logo-1000-clips/run.sh's (STEP 4), re-read at each T.
 PYTHONPATH=. $P $R/seeds.py $R/nll-by-temperature.png build/logo-1000 build/logo-1000-accented-s1 \
-  build/logo-1000-accented-s2 | tee $R/seeds.txt
+  build/logo-1000-accented-s2 --check build/tts-check-1000/0-demo --check-set build/tts-check-1000/set/check.parquet \
+  | tee $R/seeds.txt

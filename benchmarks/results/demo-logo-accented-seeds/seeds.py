@@ -1,10 +1,12 @@
 """The `accented` fold trained with several seeds, the other four folds fixed: how far one training run moves the
 held-out figures and the leave-one-generator-out temperature, and what a T fitted on all the seeds at once gives.
 
-    python seeds.py OUT.png RUN [RUN ...]
+    python seeds.py OUT.png RUN [RUN ...] [--check DIR --check-set PARQUET --model-dir MODEL]
 
 RUN: a ser_train.logo output folder (summary.json, <engine>/eval/report.json) of five folds, scored on the same
-1,000-clip test sets, in which only the `accented` fold's model differs (one seed each).
+1,000-clip test sets, in which only the `accented` fold's model differs (one seed each). --check: a
+``ser_train.tts_check`` output folder of the served model (all/report.json; --check-set its clips), to print what
+each T would give there (reported, not used to choose: the check is the independent one).
 """
 
 import argparse
@@ -18,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ser_train.calibrate import (ece_bootstrap_interval, ece_of_logits, fit_temperature,  # noqa: E402
-                                 fit_worst_group_temperature, nll, pooled)
+                                 fit_worst_group_temperature, folded_temperature, nll, pooled)
 from ser_train.logo import raw_logits  # noqa: E402
 
 FOCUS = "accented"
@@ -54,6 +56,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("plot", type=Path)
     parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("--check", type=Path, help="the served model's ser_train.tts_check folder")
+    parser.add_argument("--check-set", type=Path, help="the check's clips (its set/check.parquet)")
+    parser.add_argument("--model-dir", type=Path, default=Path("models/demo"), help="the model --check scored")
     args = parser.parse_args()
     runs = [held_out(run) for run in args.runs]
     seeds = [json.loads((run / FOCUS / "model" / "training_log.json").read_text())["args"]["seed"] for run in args.runs]
@@ -97,8 +102,27 @@ def main() -> int:
         print(f"| {FOCUS}, seeds {', '.join(map(str, seeds))} | "
               f"{', '.join(f'{ece_of_logits(*a, t_english):.3f}' for a in accented)} ({t_english:.2f}) | |")
 
+    if args.check:
+        independent_check(args.check, args.check_set, args.model_dir, {"served (folded)": folded_temperature(
+            json.loads((args.model_dir / "training_log.json").read_text())), "seed 0's five folds, worst NLL":
+            runs[0][0][FOCUS]["run_t"], **{f"{name.split(' (')[0]}, all seeds": t for name, t in t_all.items()}})
     plot(args.plot, english, accented, seeds, [rows[FOCUS]["run_t"] for rows, _ in runs], t_all)
     return 0
+
+
+def independent_check(check: Path, check_set: Path, model_dir: Path, temperatures: dict) -> None:
+    """The served model's ECE on the independent check's clips, per engine and over all, at each of these T."""
+    import pyarrow.parquet as pq
+
+    folded = folded_temperature(json.loads((model_dir / "training_log.json").read_text()))
+    z, y = raw_logits(json.loads((check / "all" / "report.json").read_text()), folded)
+    engines = np.array(pq.read_table(check_set, columns=["generator"]).column("generator").to_pylist())
+    assert len(engines) == len(y), f"{check_set} is not the set {check} scored"
+    sets = {**{e: engines == e for e in dict.fromkeys(engines)}, f"all {len(y)}": np.ones(len(y), bool)}
+    print(f"\nThe served model ({model_dir}) on the independent check ({check}), ECE at each T:\n")
+    print("| T | " + " | ".join(sets) + " |\n|---|" + "---|" * len(sets))
+    for name, t in temperatures.items():
+        print(f"| {name}: {t:.3f} | " + " | ".join(f"{ece_of_logits(z[m], y[m], t):.3f}" for m in sets.values()) + " |")
 
 
 def plot(path: Path, english: dict, accented: list, seeds: list, run_ts: list, t_all: dict) -> None:
