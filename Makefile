@@ -206,6 +206,7 @@ bench-engines: setup
 
 # Long recordings: a synthetic two-speaker call (8 kHz stereo mu-law) as a timeline with the demo model;
 # seconds of processing per hour of audio, peak memory, turns right, and a plot (benchmarks/results/timeline.*).
+# TIMELINE_ARGS="--minutes 60 --busy": an hour with both channels talking all the time (timeline-busy.*), the worst case.
 TIMELINE_ARGS ?= --minutes 10
 bench-timeline: setup
 	$(PY) -m ser_tools.timeline $(TIMELINE_ARGS)

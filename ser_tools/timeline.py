@@ -4,7 +4,10 @@ The benchmark synthesises a two-speaker call (ser_train/synth.py: known
 turns and emotions, pauses between), encodes it as 8 kHz stereo mu-law WAV
 (telephony), analyses it in-process with one lane per channel and reports
 seconds of processing per hour of audio, the peak of Python/numpy memory
-while analysing, and how many turns' emotions the timeline got right.
+while analysing, how much the process's peak resident memory grew, and how
+many turns' emotions the timeline got right. ``--busy`` makes both channels
+talk all the time instead (the most segments a recording can give: the
+worst case for time and memory), written to ``timeline-busy.{json,png}``.
 """
 
 from __future__ import annotations
@@ -72,6 +75,28 @@ def synthetic_call(minutes: float, seed: int = 0):
     return two_speaker_call(turns, rng)
 
 
+def busy_call(minutes: float, seed: int = 0):
+    """Both channels talking for about ``minutes`` at once, turns back to back (0.1-0.3 s apart, shorter than the
+    detector's gap). Returns (samples, truth) as ``synthetic_call`` does."""
+    import numpy as np
+
+    from ser_train.synth import EMOTIONS, SAMPLE_RATE, two_speaker_call
+
+    rng = np.random.default_rng(seed)
+    lanes, truth = [], []
+    for channel in (0, 1):
+        turns, seconds = [], 0.0
+        while seconds < minutes * 60:
+            length = float(rng.uniform(3.0, 7.0))
+            turns.append((channel, EMOTIONS[(len(turns) * 3 + channel) % len(EMOTIONS)], length))
+            seconds += length + 0.2
+        samples, spoken = two_speaker_call(turns, rng, pause=(0.1, 0.3))
+        lanes.append(samples[:, channel])
+        truth += spoken
+    frames = min(len(lane) for lane in lanes)
+    return np.stack([lane[:frames] for lane in lanes], axis=1), [t for t in truth if t.end <= frames / SAMPLE_RATE]
+
+
 def turn_accuracy(answer: dict, truth) -> tuple[int, int]:
     """(turns whose segments' speech-weighted dominant label is the emotion spoken, turns)."""
     right = 0
@@ -91,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the synthetic call")
     parser.add_argument("--model-dir", type=Path, default=Path("models/demo"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--busy", action="store_true",
+                        help="both channels talking all the time (timeline-busy.*): the most segments per hour")
     parser.add_argument("--plot-minutes", type=float, default=2.0, help="the first minutes drawn in timeline.png")
     parser.add_argument("--keep-freed-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="as a worker does by default (ser.keep_freed_memory, ser_serve/allocator.py)")
     args = parser.parse_args(argv)
 
+    import resource
     import tracemalloc
 
     import torch
@@ -105,12 +133,15 @@ def main(argv: list[str] | None = None) -> int:
 
     keeps_freed_memory = args.keep_freed_memory and allocator.keep_freed_memory()
 
-    samples, truth = synthetic_call(args.minutes)
+    samples, truth = (busy_call if args.busy else synthetic_call)(args.minutes)
     data = encode(samples[::2], 8_000, "wav-ulaw")  # 8 kHz stereo telephony (the synthetic voice is band-limited)
+    del samples
     classifier = EmotionClassifier.from_pretrained(args.model_dir, device="cpu")
+    resident_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     started = time.perf_counter()
     answer = classifier.timeline(data, channels="separate")
     elapsed = time.perf_counter() - started
+    resident_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - resident_before
     tracemalloc.start()  # a second pass for memory only: tracing slows numpy allocations
     classifier.timeline(data, channels="separate")
     peak = tracemalloc.get_traced_memory()[1]
@@ -119,18 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     duration = answer["duration"]
     result = {
         "cpu": _cpu_model(), "torch_threads": torch.get_num_threads(), "keeps_freed_memory": keeps_freed_memory,
-        "model": str(args.model_dir),
+        "model": str(args.model_dir), "call": "both channels talking all the time" if args.busy else "turns with pauses",
         "audio_seconds": duration, "channels": 2, "format": "wav mu-law 8 kHz stereo", "segments": len(answer["segments"]),
         "processing_seconds": round(elapsed, 2), "seconds_per_hour_of_audio": round(elapsed / duration * 3600, 1),
-        "peak_traced_mib": round(peak / 2**20, 1), "upload_mib": round(len(data) / 2**20, 1),
+        "peak_traced_mib": round(peak / 2**20, 1), "peak_resident_growth_mib": round(resident_growth / 2**10),
+        "upload_mib": round(len(data) / 2**20, 1),
         "turns_right": right, "turns": turns,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "timeline.json").write_text(json.dumps(result, indent=2) + "\n")
+    stem = "timeline-busy" if args.busy else "timeline"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     shown = args.plot_minutes * 60
     excerpt = {**answer, "duration": min(duration, shown), "segments": [s for s in answer["segments"] if s["start"] < shown]}
-    plot_timeline(excerpt, args.out / "timeline.png", truth=[t for t in truth if t.start < shown],
-                  title=f"synthetic two-speaker call, first {args.plot_minutes:g} min ({args.model_dir})")
+    plot_timeline(excerpt, args.out / f"{stem}.png", truth=[t for t in truth if t.start < shown],
+                  title=f"synthetic two-speaker call ({result['call']}), first {args.plot_minutes:g} min ({args.model_dir})")
     print(json.dumps(result, indent=2))
     return 0
 
