@@ -13,7 +13,7 @@ PRECISION_ARG := $(if $(PRECISION),--precision $(PRECISION))
 EVAL_THREADS ?=
 EVAL_THREADS_ARG := $(if $(EVAL_THREADS),--threads $(EVAL_THREADS))
 
-.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration screenshot-page lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo data-logo-test evaluate-demo-logo probe-demo check-demo-tts clean
+.PHONY: setup serve serve-triton demo test test-tools failover test-unit test-integration screenshot-page lint-imports archive checkpoint bench bench-engines bench-sweep bench-timeline loadtest grpc-stubs soak data data-synth stage1-from-git train-demo evaluate-demo data-logo-test evaluate-demo-logo probe-demo check-demo-tts print-train-args clean
 
 setup: $(VENV)/.installed
 
@@ -125,6 +125,9 @@ DEMO_BF16 ?= $(if $(shell lscpu 2>/dev/null | grep -o 'avx512_bf16\|amx_tile'),-
 TRAIN_ARGS ?= --batch-size 16 --lr 5e-4 --warmup-steps 100 --crop-seconds 4.0 --measure-weight 1.0 --augment 0.8 --label-smoothing 0.1 \
 	--calibration-copies 1 --threads 1 $(DEMO_BF16)
 DEMO_EPOCHS ?= 6
+# The stage-2 options, for a write-up's script that runs the recipe by hand (benchmarks/results/*/run.sh).
+print-train-args:
+	@echo $(TRAIN_ARGS)
 LOGO_EPOCHS ?= 6
 
 # Re-train the demo model: stage 1 (if missing), then stage 2 on all generators (about 1 h 50 min in float32 on
