@@ -36,8 +36,8 @@ def main() -> int:
     served = folded_temperature(json.loads(Path("models/demo/training_log.json").read_text()))
     print(f"T of the four English folds (float32, worst engine's NLL): {english:.3f}; the served model's T: {served:.3f}\n")
     print("| run | precision, seed | accuracy | ECE uncalibrated | its own best T | ECE at the English folds' T "
-          "(5-95 %) | ECE at the served T | validation T | best validation accuracy | minutes per epoch |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "(5-95 %) | ECE at the served T | validation T | best validation accuracy | minutes per epoch | updates skipped (NaN) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     grid = np.exp(np.linspace(np.log(0.8), np.log(3.0), 60))
     figure, axis = plt.subplots(figsize=(7, 4))
     for run in args.runs:
@@ -51,7 +51,7 @@ def main() -> int:
         print(f"| {run.name} | {precision}, {log['args']['seed']} | {row['accuracy']:.3f} "
               f"({round(row['accuracy'] * row['test_clips'])} of {row['test_clips']}) | {row['ece_before']:.3f} "
               f"| {own:.2f} | {ece_of_logits(z, y, english):.3f} ({low:.3f}-{high:.3f}) | {ece_of_logits(z, y, served):.3f} "
-              f"| {row['temperature']:.2f} | {row['best_val_accuracy']:.3f} | {minutes:.1f} |")
+              f"| {row['temperature']:.2f} | {row['best_val_accuracy']:.3f} | {minutes:.1f} | {log.get('skipped_steps', 0)} |")
         axis.plot(grid, [ece_of_logits(z, y, t) for t in grid], label=f"{precision}, seed {log['args']['seed']} "
                   f"(own best T {own:.2f})")
     axis.axvline(english, color="grey", ls="--", lw=1, label=f"English folds' T {english:.2f}")
