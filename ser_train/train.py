@@ -12,7 +12,8 @@ codecs; ``--voice-augment``: first a pitch-and-formant shift and a spectral
 colouring, so that a clip sounds like another voice), label smoothing, an
 auxiliary frame-level prosody loss (``--prosody-weight``, ``ser_train.prosody``),
 a voice-generator adversary whose gradient is reversed into the network
-(``--adversary-weight``, ``ser_train.adversary``), training without some
+(``--adversary-weight``, ``ser_train.adversary``), mixup of each batch's clips (``--mixup``,
+``ser_train.mixup``), training without some
 generators (``--exclude-generator``, for
 leave-one-generator-out evaluation), and, by default, temperature
 calibration on the validation clips folded into the saved classifier
@@ -36,6 +37,7 @@ from tqdm import tqdm
 from ser_serve.audio import load_waveform
 from ser_serve.allocator import keep_freed_memory
 from ser_train.augment import VOICE_SEMITONES
+from ser_train.mixup import BatchMix
 from ser_train.presets import DEFAULT_LABELS, PRESETS, make_preset_checkpoint
 from ser_serve.errors import InvalidCheckpoint
 from ser_serve.model.checkpoint import SUPPORTED_MODEL_TYPES, validate_checkpoint
@@ -139,7 +141,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="over the last N epochs, keep the equal-weight average of the weights after every update "
                              "(stochastic weight averaging: torch.optim.swa_utils.AveragedModel) and save that average "
                              "instead of the best epoch, which is kept in <out>/best-epoch to compare with (0: off)")
+    parser.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                        help="mix each training clip with another of its batch, the loss mixed alike "
+                             "(ser_train.mixup: the row's own share from Beta(ALPHA, ALPHA), at least half; 0: off)")
     args = parser.parse_args(argv)
+    if args.mixup and (args.prosody_weight or args.adversary_weight):
+        parser.error("--mixup: a mixture has no one frame-level prosody or one generator; "
+                     "not with --prosody-weight or --adversary-weight")
     if not 0 <= args.average_epochs <= args.epochs:
         parser.error(f"--average-epochs {args.average_epochs}: a run of {args.epochs} epochs has not that many (0: off)")
     return args
@@ -154,12 +162,14 @@ def speaker_octaves_of(examples) -> np.ndarray:
     return np.log2([p if p is not None else 1.0 for p in pitch])
 
 
-def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: torch.Tensor) -> torch.Tensor:
+def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: torch.Tensor,
+                           reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy with a label smoothing of its own for each row: what cross_entropy's label_smoothing does
-    for one value (the target keeps 1 - s, and s is spread evenly over every label)."""
+    for one value (the target keeps 1 - s, and s is spread evenly over every label). ``reduction="none"``: per row."""
     log_p = logits.log_softmax(1)
     target = -log_p.gather(1, labels[:, None])[:, 0]
-    return ((1 - smoothing) * target + smoothing * -log_p.mean(1)).mean()
+    rows = (1 - smoothing) * target + smoothing * -log_p.mean(1)
+    return rows if reduction == "none" else rows.mean()
 
 
 def load_split(path: Path, split: str | None, args) -> list:
@@ -515,6 +525,7 @@ def train(args) -> dict:
     # With an average, the best single epoch is saved beside it (to compare with), not as the result.
     best_dir = args.out / "best-epoch" if average is not None else args.out
     history, best, step = [], -1.0, 0
+    mix_rng = np.random.default_rng(args.seed + 4)  # its own stream: batches and augmentation draw as without mixup
     skipped = {"total": 0, "consecutive": 0}
     print(f"training on {device}: {len(train_data)} train / {len(val_data)} validation clips, "
           f"{steps_per_epoch} steps per epoch, {total_steps} steps", flush=True)
@@ -525,16 +536,24 @@ def train(args) -> dict:
                         total=steps_per_epoch,
                         desc=f"epoch {epoch}/{args.epochs}", unit="batch")
         for inputs, labels, prosody, members, shifts in progress:
+            mix = BatchMix(len(members), mix_rng, args.mixup) if args.mixup else None
+            if mix is not None:
+                inputs = mix.inputs(inputs, normalise=extractor.do_normalize)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 outputs = model(input_values=inputs.to(device))
-            if speaker_octaves is None:
-                classification = torch.nn.functional.cross_entropy(outputs.logits.float(), labels.to(device),
-                                                                   label_smoothing=args.label_smoothing)
-            else:
-                octaves = np.abs(speaker_octaves[members] + shifts / 12)
+            logits = outputs.logits.float()
+
+            def row_loss(rows):
+                """Each row's label loss against the labels of the batch's clips ``rows``."""
+                if speaker_octaves is None:
+                    return torch.nn.functional.cross_entropy(logits, labels[rows].to(device), reduction="none",
+                                                             label_smoothing=args.label_smoothing)
+                octaves = np.abs(speaker_octaves[np.asarray(members)[rows]] + shifts[rows] / 12)
                 smoothing = np.minimum(args.label_smoothing + args.pitch_smoothing * octaves, 0.9)
-                classification = smoothed_cross_entropy(outputs.logits.float(), labels.to(device),
-                                                        torch.from_numpy(smoothing.astype(np.float32)).to(device))
+                return smoothed_cross_entropy(logits, labels[rows].to(device),
+                                              torch.from_numpy(smoothing.astype(np.float32)).to(device), "none")
+
+            classification = mix.loss(row_loss) if mix is not None else row_loss(np.arange(len(members))).mean()
             loss = classification
             if head is not None:
                 prosody_loss = head.loss(last_hidden["state"], prosody.to(device))
@@ -542,6 +561,8 @@ def train(args) -> dict:
             if measure_head is not None:
                 # Measured once on the clean clips; a voice shift moves the pitch level and the centroid with it.
                 measures = (after_voice_shift(raw[members], shifts) - measure_centre) / measure_scale
+                if mix is not None:
+                    measures = mix.targets(measures)
                 measure_loss = measure_head.loss(last_hidden["state"],
                                                  torch.from_numpy(measures.astype(np.float32)).to(device))
                 loss = loss + args.measure_weight * measure_loss
@@ -552,8 +573,10 @@ def train(args) -> dict:
                 loss = loss + args.adversary_weight * adversary_loss
             if probe_targets is not None:
                 # Cross-entropy against the prosody probe's belief: what the hand-made measures alone say.
-                loss = loss + args.probe_weight * torch.nn.functional.cross_entropy(
-                    outputs.logits.float(), probe_targets[members].to(device))
+                believed = probe_targets[members]
+                if mix is not None:
+                    believed = torch.from_numpy(mix.targets(believed.numpy()))
+                loss = loss + args.probe_weight * torch.nn.functional.cross_entropy(logits, believed.to(device))
             optimizer.zero_grad()
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0)
