@@ -20,6 +20,12 @@ wait
 for E in accented festival; do
   $P -m ser_serve.cli evaluate --data build/data/test.parquet --generator synth \
     --model-dir build/logo-mixup-$E/$E/model --out build/logo-mixup-$E/$E/eval-synth > /dev/null
-  cp build/logo-mixup-$E/$E/model/training_log.json $R/training_log-$E.json
+  # What score.py reads, and the fold model (3 MB), kept so that a five-fold run can reuse the fold.
+  D=$R/runs/logo-mixup-$E/$E
+  mkdir -p $D/eval $D/eval-synth $D/model
+  cp build/logo-mixup-$E/$E/fold.json $D/
+  cp build/logo-mixup-$E/$E/eval/report.json $D/eval/
+  cp build/logo-mixup-$E/$E/eval-synth/report.json $D/eval-synth/
+  cp build/logo-mixup-$E/$E/model/{config.json,preprocessor_config.json,model.safetensors,training_log.json} $D/model/
 done
-PYTHONPATH=. $P $R/score.py build/logo-mixup-accented build/logo-mixup-festival | tee $R/score.txt
+PYTHONPATH=. $P $R/score.py $R/runs/logo-mixup-accented $R/runs/logo-mixup-festival | tee $R/score.txt
