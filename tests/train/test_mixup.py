@@ -1,6 +1,7 @@
 """--mixup: each training clip mixed with another of its batch, its losses and targets mixed alike."""
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -65,3 +66,26 @@ def test_mixup_refuses_the_losses_a_mixture_has_no_target_for():
     for option in ("--prosody-weight", "--adversary-weight"):
         with pytest.raises(SystemExit):
             train.parse_args(["--train", "x.parquet", "--preset", "tiny", "--out", "m", "--mixup", "0.4", option, "1"])
+
+
+def test_mixup_mixes_the_per_clip_smoothing_and_the_probes_belief_too(small_dataset, short_training, tmp_path,
+                                                                       monkeypatch):
+    """With --pitch-smoothing each row's loss is taken against its own clip and its partner (two calls a batch);
+    the probe's per-clip label probabilities are mixed as the inputs are."""
+    from ser_train import mixup, train
+
+    table = pq.read_table(small_dataset["train"]).drop_columns(["speaker_pitch"])
+    table = table.append_column("speaker_pitch", pa.array([(2.0, 1.0)[i % 2] for i in range(table.num_rows)]))
+    pq.write_table(table, tmp_path / "train.parquet")
+    data = {"train": tmp_path / "train.parquet", "validation": small_dataset["validation"]}
+    calls, mixed_targets = [], []
+    smoothed, targets = train.smoothed_cross_entropy, mixup.BatchMix.targets
+    monkeypatch.setattr(train, "smoothed_cross_entropy",
+                        lambda *a, **k: calls.append(len(a[0])) or smoothed(*a, **k))
+    monkeypatch.setattr(mixup.BatchMix, "targets",
+                        lambda self, values: mixed_targets.append(values.shape) or targets(self, values))
+    short_training(data, tmp_path / "model", "--mixup", "0.4", "--label-smoothing", "0.1", "--pitch-smoothing", "0.3",
+                   "--probe-weight", "0.5", epochs=1)
+    rows = table.num_rows
+    assert sum(calls) == 2 * rows  # own clip and partner, every row
+    assert sum(shape[0] for shape in mixed_targets) == rows and all(shape[1] == 8 for shape in mixed_targets)
