@@ -24,7 +24,7 @@ from urllib3.util.retry import Retry
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from tqdm import tqdm
 
-from ser_train.calibrate import ECE_BINS, expected_calibration_error, reliability_bins
+from ser_train.calibrate import ECE_BINS, ece_of_logits, expected_calibration_error, reliability_bins
 from ser_train.dataset import add_label_names_option, read_examples
 from ser_serve.clients.auth import inference_token
 
@@ -169,6 +169,33 @@ def plot_reliability(result: dict, path: Path, title: str) -> None:
     counts.set_xlim(0, 1)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_ece_by_temperature(curves: list[tuple[str, np.ndarray, np.ndarray]], marks: list[tuple[str, float, str]],
+                            path: Path, ylabel: str, title: str, target: float = 0.10) -> None:
+    """ECE against the temperature T, one line per (label, raw logits, truth) in ``curves``, on a log axis from 0.8
+    to 3; a vertical line per (label, T, line style) in ``marks`` (the temperatures a write-up weighs) and the target
+    as a horizontal one: where each curve crosses the target is the span of T that would serve that set honestly."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.exp(np.linspace(np.log(0.8), np.log(3.0), 60))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, logits, truth in curves:
+        ax.plot(grid, [ece_of_logits(logits, truth, t) for t in grid], label=label)
+    for label, temperature, style in marks:
+        ax.axvline(temperature, color="black", ls=style, lw=1, label=f"{label} {temperature:.2f}")
+    ax.axhline(target, color="red", lw=0.8, label=f"target ECE {target:.2f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("temperature")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 

@@ -144,12 +144,16 @@ def fold(generator: str, args) -> dict:
 
 
 def cross_generator(rows: list[dict], out: Path, eval_name: str = "eval") -> dict:
-    """Per fold, the ECE under the temperature fitted on the other folds' held-out clips (the worst generator's NLL
-    minimised; beside it the pooled NLL's T, for comparison); and the T of all of them, by the same two rules."""
-    held_out = {}
-    for r in rows:
-        result = json.loads((out / r["held_out"] / eval_name / "report.json").read_text())
-        held_out[r["held_out"]] = raw_logits(result, r["temperature"])
+    """``cross_fold`` of the folds in ``rows``, whose held-out answers are ``<out>/<G>/<eval_name>/report.json``."""
+    held_out = {r["held_out"]: raw_logits(json.loads((out / r["held_out"] / eval_name / "report.json").read_text()),
+                                          r["temperature"]) for r in rows}
+    return cross_fold(rows, held_out)
+
+
+def cross_fold(rows: list[dict], held_out: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Per fold (added to its row), the ECE under the temperature fitted on the other folds' held-out clips (the
+    worst generator's NLL minimised; beside it the pooled NLL's T, for comparison); and the T of all of them, by the
+    same two rules. ``held_out``: each fold's raw held-out logits and truth (``raw_logits``), by held-out generator."""
     if len(held_out) < 2:
         return {}
     for r in rows:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
+from calibration_sets import sampled
 from ser_train import calibrate
 
 
@@ -29,12 +30,6 @@ def test_fitted_temperature_recovers_the_one_that_made_the_labels():
     assert t == pytest.approx(2.5, rel=0.1)
     assert calibrate.nll(logits, labels, t) < calibrate.nll(logits, labels)
     assert calibrate.ece_of_logits(logits, labels, t) < calibrate.ece_of_logits(logits, labels) / 3
-
-
-def sampled(rng, n: int, temperature: float):
-    """Logits of a model that is ``temperature`` times too sure, and labels drawn from its true probabilities."""
-    logits = rng.normal(0, 3, (n, 8))
-    return logits, np.array([rng.choice(8, p=p) for p in softmax(logits / temperature, axis=-1)])
 
 
 def test_ece_bootstrap_range_narrows_and_falls_with_more_clips():

@@ -3,10 +3,14 @@ weight-averaged recipe's best single epoch evaluated beside its average, and a s
 
 import json
 
+import numpy as np
 import pytest
 
+from calibration_sets import sampled
 from ser_train import logo
-from ser_train.calibrate import WORST_GROUP_RULE, fit_temperature
+from ser_train.calibrate import (WORST_GROUP_RULE, ece_of_logits, fit_temperature, fit_worst_group_temperature,
+                                 pooled)
+from ser_train.evaluate import plot_ece_by_temperature
 from ser_train.dataset import write_synthetic_dataset
 from ser_train.presets import make_preset_checkpoint
 
@@ -119,3 +123,37 @@ def test_extra_test_clips_are_merged_and_a_fold_scored_on_fewer_is_scored_again_
     # The same clips twice would count each held-out clip twice: refused.
     with pytest.raises(ValueError, match="share clips"):
         merge_test_splits(data / "test.parquet", data / "test.parquet", tmp_path / "twice.parquet")
+
+
+def test_cross_fold_scores_each_fold_with_a_temperature_its_own_clips_never_enter():
+    rng = np.random.default_rng(2)
+    # Three engines held out: two ask for T 1.3, one (the over-confident fold) for 2.2.
+    held_out = {"a": sampled(rng, 1200, 1.3), "b": sampled(rng, 1200, 1.3), "c": sampled(rng, 1200, 2.2)}
+    rows = [{"held_out": g} for g in held_out]
+    summary = logo.cross_fold(rows, held_out)
+    by = {r["held_out"]: r for r in rows}
+    assert by["c"]["cross_temperature"] == pytest.approx(fit_worst_group_temperature([held_out["a"], held_out["b"]]))
+    assert by["c"]["cross_temperature"] < 1.6  # what the other two ask for: c's own 2.2 never enters
+    assert by["c"]["ece_cross"] == pytest.approx(ece_of_logits(*held_out["c"], by["c"]["cross_temperature"]))
+    assert by["a"]["cross_temperature"] > 1.8  # the worst of b and c is c
+    assert by["a"]["cross_temperature_pooled"] == pytest.approx(fit_temperature(*pooled([held_out["b"], held_out["c"]])))
+    assert summary["cross_generator_folds"] == ["a", "b", "c"]
+    assert summary["cross_generator_temperature"] == pytest.approx(fit_worst_group_temperature(list(held_out.values())))
+    assert logo.cross_fold(rows[:1], {"a": held_out["a"]}) == {}  # one fold has no other to take T from
+
+
+def test_ece_by_temperature_plot_draws_one_line_per_set_and_per_temperature(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    drawn = {}
+    monkeypatch.setattr(plt, "close", lambda fig: drawn.setdefault("figure", fig))
+    rng = np.random.default_rng(3)
+    z, y = sampled(rng, 300, 1.5)
+    path = tmp_path / "ece.png"
+    plot_ece_by_temperature([("one", z, y), ("two", z * 2, y)], [("served T", 1.58, ":")], path, "ECE", "title")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    axis = drawn["figure"].axes[0]
+    assert [line.get_label() for line in axis.get_lines()] == ["one", "two", "served T 1.58", "target ECE 0.10"]
+    one, two = axis.get_lines()[:2]
+    assert one.get_ydata()[0] == pytest.approx(ece_of_logits(z, y, one.get_xdata()[0]))
+    assert min(two.get_ydata()) < max(two.get_ydata())  # ECE moves with T

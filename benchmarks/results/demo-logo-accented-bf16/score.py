@@ -13,14 +13,11 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ser_train.calibrate import ece_bootstrap_interval, ece_of_logits, fit_temperature, folded_temperature  # noqa: E402
-from ser_train.logo import raw_logits  # noqa: E402
+from ser_train.calibrate import ece_bootstrap_interval, ece_of_logits, fit_temperature, folded_temperature
+from ser_train.evaluate import plot_ece_by_temperature
+from ser_train.logo import raw_logits
 
 HERE = Path(__file__).parent
 FOCUS = "accented"
@@ -38,8 +35,7 @@ def main() -> int:
     print("| run | precision, seed | accuracy | ECE uncalibrated | its own best T | ECE at the English folds' T "
           "(5-95 %) | ECE at the served T | validation T | best validation accuracy | minutes per epoch | updates skipped (NaN) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    grid = np.exp(np.linspace(np.log(0.8), np.log(3.0), 60))
-    figure, axis = plt.subplots(figsize=(7, 4))
+    curves = []
     for run in args.runs:
         row = json.loads((run / FOCUS / "fold.json").read_text())
         log = json.loads((run / FOCUS / "model" / "training_log.json").read_text())
@@ -52,18 +48,9 @@ def main() -> int:
               f"({round(row['accuracy'] * row['test_clips'])} of {row['test_clips']}) | {row['ece_before']:.3f} "
               f"| {own:.2f} | {ece_of_logits(z, y, english):.3f} ({low:.3f}-{high:.3f}) | {ece_of_logits(z, y, served):.3f} "
               f"| {row['temperature']:.2f} | {row['best_val_accuracy']:.3f} | {minutes:.1f} | {log.get('skipped_steps', 0)} |")
-        axis.plot(grid, [ece_of_logits(z, y, t) for t in grid], label=f"{precision}, seed {log['args']['seed']} "
-                  f"(own best T {own:.2f})")
-    axis.axvline(english, color="grey", ls="--", lw=1, label=f"English folds' T {english:.2f}")
-    axis.axvline(served, color="black", ls=":", lw=1, label=f"served T {served:.2f}")
-    axis.axhline(0.10, color="red", lw=0.8, label="target ECE 0.10")
-    axis.set_xscale("log")
-    axis.set_xlabel("temperature")
-    axis.set_ylabel(f"ECE on the held-out {FOCUS} clips")
-    axis.set_title(f"{FOCUS} fold held out: ECE by temperature", fontsize=10)
-    axis.legend(fontsize=7, frameon=False)
-    figure.tight_layout()
-    figure.savefig(args.plot, dpi=90)
+        curves.append((f"{precision}, seed {log['args']['seed']} (own best T {own:.2f})", z, y))
+    plot_ece_by_temperature(curves, [("English folds' T", english, "--"), ("served T", served, ":")], args.plot,
+                            f"ECE on the held-out {FOCUS} clips", f"{FOCUS} fold held out: ECE by temperature")
     print(f"\nwrote {args.plot}")
     return 0
 

@@ -16,15 +16,12 @@ import argparse
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ser_train.calibrate import (ece_bootstrap_interval, ece_of_logits, fit_temperature,  # noqa: E402
-                                 fit_worst_group_temperature, folded_temperature)
-from ser_train.logo import raw_logits  # noqa: E402
+from ser_train.calibrate import (ece_bootstrap_interval, ece_of_logits, fit_temperature, fit_worst_group_temperature,
+                                 folded_temperature)
+from ser_train.evaluate import plot_ece_by_temperature
+from ser_train.logo import raw_logits
 
 HERE = Path(__file__).parent
 BASELINE = HERE.parent / "demo-logo-1000-clips" / "summary.json"
@@ -88,21 +85,10 @@ def main() -> int:
         print(f"| {fold['engine']} | {ece_of_logits(fold['z'], fold['y'], english):.3f} "
               f"| {ece_of_logits(fold['z'], fold['y'], served):.3f} |")
 
-    grid = np.exp(np.linspace(np.log(0.8), np.log(3.0), 60))
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for fold in folds:
-        axis.plot(grid, [ece_of_logits(fold["z"], fold["y"], t) for t in grid],
-                  label=f"{fold['engine']} held out (own best T {fold['own']:.2f})")
-    axis.axvline(both, color="grey", ls="--", lw=1, label=f"both folds' T {both:.2f}")
-    axis.axvline(served, color="black", ls=":", lw=1, label=f"served T {served:.2f}")
-    axis.axhline(0.10, color="red", lw=0.8, label="target ECE 0.10")
-    axis.set_xscale("log")
-    axis.set_xlabel("temperature")
-    axis.set_ylabel("ECE on the held-out engine's 1,000 clips")
-    axis.set_title(f"mixup (alpha {folds[0]['mixup']}): held-out ECE by temperature", fontsize=10)
-    axis.legend(fontsize=7, frameon=False)
-    figure.tight_layout()
-    figure.savefig(args.plot, dpi=90)
+    plot_ece_by_temperature(
+        [(f"{f['engine']} held out (own best T {f['own']:.2f})", f["z"], f["y"]) for f in folds],
+        [("both folds' T", both, "--"), ("served T", served, ":")], args.plot,
+        "ECE on the held-out engine's 1,000 clips", f"mixup (alpha {folds[0]['mixup']}): held-out ECE by temperature")
     print(f"\nwrote {args.plot}")
     return 0
 
