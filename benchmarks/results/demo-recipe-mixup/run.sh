@@ -17,15 +17,5 @@ for E in accented festival; do
     --train-args "$ARGS" > build/logo-mixup-$E.log 2>&1 &
 done
 wait
-for E in accented festival; do
-  $P -m ser_serve.cli evaluate --data build/data/test.parquet --generator synth \
-    --model-dir build/logo-mixup-$E/$E/model --out build/logo-mixup-$E/$E/eval-synth > /dev/null
-  # What score.py reads, and the fold model (3 MB), kept so that a five-fold run can reuse the fold.
-  D=$R/runs/logo-mixup-$E/$E
-  mkdir -p $D/eval $D/eval-synth $D/model
-  cp build/logo-mixup-$E/$E/fold.json $D/
-  cp build/logo-mixup-$E/$E/eval/report.json $D/eval/
-  cp build/logo-mixup-$E/$E/eval-synth/report.json $D/eval-synth/
-  cp build/logo-mixup-$E/$E/model/{config.json,preprocessor_config.json,model.safetensors,training_log.json} $D/model/
-done
+for E in accented festival; do bash $R/keep-fold.sh $E; done
 PYTHONPATH=. $P $R/score.py $R/runs/logo-mixup-accented $R/runs/logo-mixup-festival | tee $R/score.txt
