@@ -107,14 +107,30 @@ def examples_table(examples: list[tuple[bytes, str, str]], extra: dict | None = 
     return pa.table(columns)
 
 
+MERGED_FROM = b"ser_serve.merged_from"  # a merged split's schema metadata: the files it was merged from
+
+
+def file_identity(path: str | Path) -> str:
+    """A file as far as a cache needs to know it: where it is, its size and when it was last written."""
+    stat = Path(path).stat()
+    return f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def merge_test_splits(first: str | Path, extra: str | Path, out: str | Path) -> Path:
     """One test split from two ``ser-serve synth`` runs' (e.g. a second seed's clips added to ``make data``'s).
 
     Both runs name their clips ``test/<generator>/<n>_<label>.wav``, so the extra file's names get its folder's
     name in front (``data-logo-test/test/...``): evaluation reports key clips by name, and none may repeat.
+    ``out`` records the two files it was merged from; when they are unchanged, it is returned as it is rather than
+    written again (half a gigabyte for the 1,000-clip folds). It is written whole or not at all (a temporary file
+    renamed), so an interrupted merge never passes for a finished one.
     """
     import pyarrow.compute as pc
 
+    out = Path(out)
+    sources = json.dumps([file_identity(first), file_identity(extra)]).encode()
+    if out.exists() and (pq.read_schema(out).metadata or {}).get(MERGED_FROM) == sources:
+        return out
     base, more = pq.read_table(first), pq.read_table(extra)
     audio = more.column("audio").combine_chunks()
     names = pc.binary_join_element_wise(Path(extra).parent.name, audio.field("path"), "/")
@@ -126,10 +142,24 @@ def merge_test_splits(first: str | Path, extra: str | Path, out: str | Path) -> 
         values = merged_audio.field(field)
         if len(pc.unique(values)) != len(values):
             raise ValueError(f"{first} and {extra} share {what}: a held-out clip would count twice")
-    out = Path(out)
+    merged = merged.replace_schema_metadata({**(merged.schema.metadata or {}), MERGED_FROM: sources})
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(merged, out)
+    partial = out.with_name(out.name + ".partial")
+    pq.write_table(merged, partial)
+    partial.replace(out)
     return out
+
+
+def clips_digest(split: str | Path, generator: str) -> str:
+    """SHA-256 of one generator's clips in a split (audio bytes and label, in order): what a score on them was of."""
+    import hashlib
+
+    table = pq.read_table(split, columns=["audio", "label"], filters=[("generator", "==", generator)])
+    digest = hashlib.sha256()
+    for clip, label in zip(table.column("audio").combine_chunks().field("bytes").to_pylist(),
+                           table.column("label").to_pylist()):
+        digest.update(len(clip).to_bytes(8, "little") + clip + label.encode() + b"\0")
+    return digest.hexdigest()
 
 
 SPLITS = {"train": 400, "validation": 25, "test": 50}  # clips per label (the synthetic voice alone)

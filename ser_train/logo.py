@@ -32,8 +32,10 @@ summary covers every finished fold under ``<out>``.
 split (``make data-logo-test``: 85 more clips per label, 1,000 per engine with
 ``make data``'s 40), merged with ``--data``'s into ``<out>/test.parquet``. A 320-clip
 ECE reads about 0.055 for a perfectly calibrated model with the demo's
-confidences, a 1,000-clip one 0.030. A fold scored on another test set than the
-one asked for is scored again (its trained model is kept).
+confidences, a 1,000-clip one 0.030. A fold scored on other held-out clips than
+the ones asked for (``fold.json`` keeps their SHA-256) is scored again (its
+trained model is kept); the merged split is written again only when one of its
+two sources changed.
 
 With ``--seeds 0 1``, each fold trains the recipe once per seed
 (``<G>/seed-<s>/model``, ``--jobs 2`` side by side, each one's output in
@@ -55,7 +57,7 @@ import numpy as np
 from ser_train import evaluate, soup, train
 from ser_train.calibrate import (WORST_GROUP_RULE, ece_of_logits, fit_temperature, fit_worst_group_temperature,
                                  pooled)
-from ser_train.dataset import GENERATORS, merge_test_splits
+from ser_train.dataset import GENERATORS, clips_digest, merge_test_splits
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -109,11 +111,19 @@ def held_out_row(generator: str, model_dir: Path, eval_dir: Path, calibration: d
             "mean_confidence": result["mean_confidence"], "temperature": temperature, "validation": calibration}
 
 
+def scored_on(fold_row: dict, test: Path, digest: str, data: Path) -> bool:
+    """Whether a finished fold was scored on these very held-out clips: by their digest, or for a fold.json from
+    before digests by the test file's path (and from before the "test" key, it was --data's test split)."""
+    if "test_clips_sha256" in fold_row:
+        return fold_row["test_clips_sha256"] == digest
+    return fold_row.get("test", str(data / "test.parquet")) == str(test)
+
+
 def fold(generator: str, args) -> dict:
     out = args.out / generator
     earlier = json.loads((out / "fold.json").read_text()) if (out / "fold.json").exists() else None
-    # A fold.json from before the "test" key was scored on --data's test split.
-    if earlier and earlier.get("test", str(args.data / "test.parquet")) == str(args.test):
+    digest = clips_digest(args.test, generator)
+    if earlier and scored_on(earlier, args.test, digest, args.data):
         return earlier
     started = time.time()
     if earlier:  # trained, but scored on other clips: score it again, train nothing
@@ -127,7 +137,7 @@ def fold(generator: str, args) -> dict:
         log = train.train(train.parse_args(train_argv(generator, out / "model", args)))
     minutes = earlier["train_minutes"] if earlier else round((time.time() - started) / 60, 1)
     summary = {**held_out_row(generator, out / "model", out / "eval", log["calibration"], args.test),
-               "train_clips": log["train_clips"], "train_minutes": minutes,
+               "test_clips_sha256": digest, "train_clips": log["train_clips"], "train_minutes": minutes,
                "best_val_accuracy": log["best_val_accuracy"]}
     if "average" in log:
         # A weight-averaged run: its best single epoch too, the same run's model without the average.

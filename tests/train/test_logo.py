@@ -120,6 +120,21 @@ def test_extra_test_clips_are_merged_and_a_fold_scored_on_fewer_is_scored_again_
     assert len(names) == len(set(names)) == 16 + 32  # both generators' clips; the extra seed's named by its folder
     assert sum(n.startswith("data-logo-test/test/") for n in names) == 32
 
+    # Asked again: the merged split is not written again, nor is the fold scored again.
+    report = out / "espeak-ng" / "eval" / "report.json"
+    merged_at, scored_at = (out / "test.parquet").stat().st_mtime_ns, report.stat().st_mtime_ns
+    assert logo.main(common + ["--extra-test", str(extra / "test.parquet")]) == 0
+    assert (out / "test.parquet").stat().st_mtime_ns == merged_at and report.stat().st_mtime_ns == scored_at
+
+    # Other clips under the same file name (another seed's): merged again and the fold scored again, not retrained.
+    write_synthetic_dataset(extra, seed=10, per_label={"train": 0, "validation": 0, "test": 2},
+                            generators=("synth", "espeak-ng"))
+    assert logo.main(common + ["--extra-test", str(extra / "test.parquet")]) == 0
+    third = json.loads((out / "summary.json").read_text())["folds"][0]
+    assert third["test_clips_sha256"] != again["test_clips_sha256"] and third["test"] == again["test"]
+    assert report.stat().st_mtime_ns != scored_at and log.stat().st_mtime_ns == trained
+    assert not list(out.glob("*.partial"))
+
     # The same clips twice would count each held-out clip twice: refused.
     with pytest.raises(ValueError, match="share clips"):
         merge_test_splits(data / "test.parquet", data / "test.parquet", tmp_path / "twice.parquet")
