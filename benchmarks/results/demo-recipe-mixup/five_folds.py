@@ -47,11 +47,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--plot", type=Path, default=HERE / "five-folds-ece-by-temperature.png")
+    parser.add_argument("--summary", type=Path, default=HERE / "five-folds-summary.json",
+                        help="the folds and their temperatures in ser_train.logo's summary.json shape, which "
+                             "`python -m ser_train.calibrate --logo-summary` folds into a model trained on the recipe")
     args = parser.parse_args()
     folds = sorted((fold_of(run) for run in args.runs), key=lambda f: f[0]["held_out"])
     rows = [row for row, _, _ in folds]
     held_out = {row["held_out"]: logits for row, logits, _ in folds}
     summary = cross_fold(rows, held_out)
+    args.summary.write_text(json.dumps({"folds": rows, "ece_bins": 15, **summary}, indent=2))
     served = folded_temperature(json.loads(Path("models/demo/training_log.json").read_text()))
     without = json.loads(BASELINE.read_text())
     baseline = {r["held_out"]: r for r in without["folds"]}
@@ -85,7 +89,7 @@ def main() -> int:
         [("all folds' T, served rule", summary["cross_generator_temperature"], "--"),
          ("pooled", summary["cross_generator_temperature_pooled"], "-."), ("served T", served, ":")],
         args.plot, "ECE on the held-out engine's 1,000 clips", "mixup, five folds: held-out ECE by temperature")
-    print(f"\nwrote {args.plot}")
+    print(f"\nwrote {args.plot} and {args.summary}")
     return 0
 
 
