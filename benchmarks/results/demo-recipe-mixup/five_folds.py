@@ -88,7 +88,7 @@ def main() -> int:
         [(f"{row['held_out']} (own best T {fit_temperature(*logits):.2f})", *logits) for row, logits, _ in folds],
         [("all folds' T, served rule", summary["cross_generator_temperature"], "--"),
          ("pooled", summary["cross_generator_temperature_pooled"], "-."), ("served T", served, ":")],
-        args.plot, "ECE on the held-out engine's 1,000 clips", "mixup, five folds: held-out ECE by temperature")
+        args.plot, "ECE on the held-out engine's 1,000 clips", f"mixup, {len(rows)} folds: held-out ECE by temperature")
     print(f"\nwrote {args.plot} and {args.summary}")
     return 0
 

@@ -10,7 +10,7 @@ R=benchmarks/results/demo-recipe-mixup
 make data data-logo-test stage1-from-git
 
 ARGS="--epochs 6 $(make -s print-train-args DEMO_BF16=) --mixup ${ALPHA:-0.4}"
-ENGINES="espeak-ng flite hts"
+ENGINES=${ENGINES:-espeak-ng flite hts}  # ENGINES="espeak-ng hts" for some of them
 for E in $ENGINES; do
   [ -f build/logo-mixup-$E/$E/fold.json ] || $P -m ser_train.logo --data build/data --holdout $E \
     --out build/logo-mixup-$E --init-from build/demo-stage1 --extra-test build/data-logo-test/test.parquet \
